@@ -1,0 +1,94 @@
+"""Folding a whole sequence of raw inputs (the offline `workerfile fold`): every input is
+accepted, a duplicate, or rejected with its reason, and the counts always add up.
+
+Pure: the caller reads the file and writes the outputs. Uses the same `validate_event`,
+`fold_event` and `derive_file` as the stream agents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import orjson
+
+from processors.derive import derive_file
+from processors.fold import ACCEPTED, DUPLICATE, WorkerState, fold_event, new_state
+from processors.intake import Rejection, parse_json_line
+
+
+@dataclass
+class Counts:
+    """accepted + duplicates + rejected == read, always."""
+
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def summary(self, files: int) -> str:
+        return (f"read {self.read}, accepted {self.accepted}, duplicates {self.duplicates}, "
+                f"rejected {self.rejected}, files {files}")
+
+
+@dataclass
+class BatchFold:
+    """Folds inputs one by one into per-worker states, keeping every rejection."""
+
+    now: dt.datetime | None = None
+    states: dict[str, WorkerState] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
+    rejects: list[dict] = field(default_factory=list)
+
+    def take_line(self, line: str | bytes, line_no: int, file: str | None = None) -> str:
+        """Fold one JSON line; returns its status (accepted / duplicate / rejected)."""
+        self.counts.read += 1
+        event = parse_json_line(line, self.now)
+        if isinstance(event, Rejection):
+            return self._reject(event, line, line_no, file, None)
+        state = self.states.get(event.ssn)
+        if state is None:
+            state = self.states[event.ssn] = new_state(event.ssn)
+        outcome = fold_event(state, event)
+        if outcome.status == ACCEPTED:
+            self.counts.accepted += 1
+        elif outcome.status == DUPLICATE:
+            self.counts.duplicates += 1
+        else:
+            return self._reject(outcome.rejection, line, line_no, file, event.event_id)
+        return outcome.status
+
+    def _reject(self, rejection: Rejection, line, line_no: int, file: str | None, event_id: str | None) -> str:
+        self.counts.rejected += 1
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        if event_id is None:
+            event_id = _event_id_of(text)
+        self.rejects.append({
+            "reason": rejection.reason, "message": rejection.message, "field": rejection.field,
+            "event_id": event_id, "file": file, "line": line_no, "input": text.rstrip("\r\n"),
+        })
+        return "rejected"
+
+    def files(self) -> list[dict]:
+        """Every worker's file, sorted by ssn."""
+        return [derive_file(self.states[ssn]) for ssn in sorted(self.states)]
+
+
+def _event_id_of(text: str) -> str | None:
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    value = data.get("event_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def fold_lines(lines: Iterable[str | bytes], file: str | None = None, now: dt.datetime | None = None) -> BatchFold:
+    """Fold an iterable of JSON lines; blank lines are skipped (not counted as read)."""
+    batch = BatchFold(now=now)
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        batch.take_line(line, line_no, file)
+    return batch

@@ -1,0 +1,310 @@
+"""Deriving a worker's file (contract section 3) from the folded state, and what the
+stream publishes about it: changed sections and service events.
+
+Pure Python, no I/O. Corrections, retractions and held `employment.ended` events are
+resolved here, over the whole set of accepted events, which is what makes the file
+independent of arrival order (contract section 4).
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from processors.fold import Record, WorkerState
+from processors.identity import normalise_ssn
+from schemas.events import SKILL_LADDER
+from schemas.outputs import FILE_SECTIONS
+
+RETRACTED = "event.retracted"
+LEVEL_RANK = {level: i for i, level in enumerate(SKILL_LADDER)}
+LADDER_KINDS = frozenset({"vocational_qualification", "skill_level"})
+SERVICE_NAMESPACE = uuid.UUID("6f1c1f3e-5b7e-4f53-9a43-6d2f8c1b9a10")
+
+
+@dataclass(frozen=True)
+class SubsidyRules:
+    """Parameters of the skill-upgrade subsidy (技能提升补贴); defaults from the contract."""
+
+    levels: frozenset[str] = frozenset({"junior", "intermediate", "senior"})
+    kinds: frozenset[str] = LADDER_KINDS
+    scheme: str = "unemployment"
+    min_months: int = 12
+    apply_within_months: int = 12
+
+
+DEFAULT_RULES = SubsidyRules()
+
+
+# --- corrections and retractions ---------------------------------------------------------
+
+def effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record]], int]:
+    """The events whose effect is in the file, and how many retractions took effect.
+
+    Every event belongs to the *slot* of the original it (transitively) corrects. A slot's
+    effect is that of its latest correction (occurred_at, then event_id), or of the
+    original when it has none. An event is dead when it, or any event it corrects, is
+    retracted. Corrections whose type differs from the slot's are inert.
+    """
+    retracted = {r.data["event_id"] for r in records.values() if r.type == RETRACTED}
+    slots: dict[str, list[tuple[str, Record]]] = {}
+    for eid, rec in records.items():
+        if rec.type == RETRACTED:
+            continue
+        path, root = _correction_path(eid, records)
+        if root is None or any(p in retracted for p in path):
+            continue
+        slots.setdefault(root, []).append((eid, rec))
+    winners = []
+    for root, members in slots.items():
+        original = records.get(root)
+        if original is not None and original.type != RETRACTED:
+            kind = original.type
+        else:  # the original has not arrived: the latest correction sets the type
+            kind = max(members, key=_order)[1].type
+        corrections = [m for m in members if m[0] != root and m[1].type == kind]
+        if corrections:
+            winners.append(max(corrections, key=_order))
+        else:
+            winners.extend(m for m in members if m[0] == root)  # the original, when live
+    applied_retractions = sum(1 for r in records.values() if r.type == RETRACTED and r.data["event_id"] in records)
+    return winners, applied_retractions
+
+
+def _order(member: tuple[str, Record]) -> tuple[int, str]:
+    return member[1].occurred, member[0]
+
+
+def _correction_path(eid: str, records: dict[str, Record]) -> tuple[list[str], str | None]:
+    """Follow `corrects` from `eid`: the ids on the way, and the root (None: inert)."""
+    path = [eid]
+    current = eid
+    while True:
+        target = records[current].corrects
+        if target is None:
+            return path, current
+        if target in path:  # a cycle of corrections: its smallest id stands as the root
+            return path, min(path[path.index(target):])
+        path.append(target)
+        rec = records.get(target)
+        if rec is None:
+            return path, target  # the original has not arrived (yet)
+        if rec.type == RETRACTED:
+            return path, None  # a "correction" of a retraction never has an effect
+        current = target
+
+
+# --- the file ------------------------------------------------------------------------------
+
+def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict:
+    """The worker's file as a JSON-ready dict (see schemas.outputs.WorkerFile)."""
+    winners, applied_retractions = effective_events(state.records)
+    by_type: dict[str, list[tuple[str, Record]]] = {}
+    for member in sorted(winners, key=_order):
+        by_type.setdefault(member[1].type, []).append(member)
+    issues: list[dict] = []
+
+    employments = _employments(by_type, issues)
+    trainings = _trainings(by_type)
+    certificates = _certificates(by_type, issues)
+    insurance, contribution_months = _insurance(by_type)
+    ssn = normalise_ssn(state.ssn)
+    ladder = [LEVEL_RANK[c["level"]] for c in certificates
+              if c["kind"] in LADDER_KINDS and c["revoked_on"] is None and c["level"] is not None]
+    cards = by_type.get("card.issued", [])
+    card = None
+    if cards:
+        _, latest = max(cards, key=lambda m: (m[1].data["issued_on"], m[1].occurred, m[0]))
+        card = {"card_no": latest.data["card_no"], "issued_on": latest.data["issued_on"], "region": latest.data["region"]}
+    honors = sorted(
+        ({"title": r.data["title"], "awarded_on": r.data["awarded_on"], "awarded_by": r.source}
+         for _, r in by_type.get("honor.awarded", [])),
+        key=lambda h: (h["awarded_on"], h["title"], h["awarded_by"]))
+    return {
+        "ssn": ssn.number,
+        "aliases": sorted(state.aliases),
+        "birth_date": ssn.birth_date.isoformat(),
+        "sex": ssn.sex,
+        "card": card,
+        "employments": employments,
+        "current_employers": sorted({e["employer"] for e in employments if e["end_date"] is None}),
+        "trainings": trainings,
+        "training_hours": sum(t["hours"] for t in trainings if t["status"] == "completed"),
+        "certificates": certificates,
+        "highest_skill_level": SKILL_LADDER[max(ladder)] if ladder else None,
+        "insurance": insurance,
+        "honors": honors,
+        "services": {"skill_upgrade_subsidy": subsidy_grants(certificates, contribution_months.get(rules.scheme, []), rules)},
+        "issues": sorted(issues, key=lambda i: (i["code"], i["event_id"])),
+        "applied_events": len(winners) + applied_retractions,
+    }
+
+
+def _employments(by_type: dict, issues: list[dict]) -> list[dict]:
+    starts: dict[tuple[str, str], dict] = {}
+    for _, rec in by_type.get("employment.started", []):  # sorted: the latest wins a key
+        d = rec.data
+        starts[(d["employer"], d["start_date"])] = d
+    ends: dict[tuple[str, str], dict] = {}
+    for eid, rec in by_type.get("employment.ended", []):
+        d = rec.data
+        candidates = [k for k in starts if k[0] == d["employer"] and k[1] <= d["end_date"]]
+        if candidates:
+            ends[max(candidates)] = d
+        else:  # held until its start arrives
+            issues.append({"code": "employment_end_without_start", "event_id": eid})
+    result = []
+    for key in sorted(starts):
+        d, end = starts[key], ends.get(key)
+        result.append({
+            "employer": d["employer"],
+            "occupation_code": d["occupation_code"],
+            "contract_type": d["contract_type"],
+            "written_contract": d["written_contract"],
+            "dispatch_agency": d.get("dispatch_agency"),
+            "region": d["region"],
+            "monthly_wage_cny": d.get("monthly_wage_cny"),
+            "start_date": d["start_date"],
+            "end_date": end["end_date"] if end else None,
+            "end_reason": end["reason"] if end else None,
+        })
+    return result
+
+
+def _trainings(by_type: dict) -> list[dict]:
+    programs: dict[tuple[str, str], dict] = {}
+
+    def entry(rec: Record) -> dict:
+        key = (rec.source, rec.data["program_id"])
+        if key not in programs:
+            programs[key] = {
+                "source": rec.source, "program_id": rec.data["program_id"], "program_name": None,
+                "occupation_code": None, "status": "enrolled", "planned_hours": None, "hours": 0,
+                "passed": None, "start_date": None, "end_date": None,
+            }
+        return programs[key]
+
+    for _, rec in by_type.get("training.enrolled", []):
+        e, d = entry(rec), rec.data
+        e.update(program_name=d["program_name"], start_date=d["start_date"], planned_hours=d["planned_hours"],
+                 occupation_code=d.get("occupation_code"))
+    outcomes = by_type.get("training.completed", []) + by_type.get("training.withdrawn", [])
+    for eid, rec in sorted(outcomes, key=_order):  # the latest completion or withdrawal decides
+        e, d = entry(rec), rec.data
+        if rec.type == "training.completed":
+            e.update(status="completed", hours=d["hours"], passed=d["passed"], end_date=d["end_date"])
+        else:
+            e.update(status="withdrawn", hours=0, passed=None, end_date=d["date"])
+    return [programs[key] for key in sorted(programs)]
+
+
+def _certificates(by_type: dict, issues: list[dict]) -> list[dict]:
+    issued: dict[str, dict] = {}
+    for _, rec in by_type.get("certificate.issued", []):
+        d = rec.data
+        issued[d["certificate_no"]] = {
+            "certificate_no": d["certificate_no"], "kind": d["kind"], "occupation_code": d["occupation_code"],
+            "level": d.get("level"), "issuer": rec.source, "issued_on": d["issued_on"],
+            "valid_until": d.get("valid_until"), "revoked_on": None,
+        }
+    for eid, rec in by_type.get("certificate.revoked", []):
+        cert = issued.get(rec.data["certificate_no"])
+        if cert is None:
+            issues.append({"code": "certificate_revoked_without_issue", "event_id": eid})
+        else:
+            cert["revoked_on"] = rec.data["revoked_on"]
+    return [issued[no] for no in sorted(issued)]
+
+
+def _insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
+    latest: dict[str, tuple] = {}
+    latest_region: dict[str, tuple] = {}
+    months: dict[str, set[str]] = {}
+    for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
+        for eid, rec in by_type.get(kind, []):
+            scheme, month, region = rec.data
+            key = (month, rec.occurred, eid)
+            if scheme not in latest or key > latest[scheme][0]:
+                latest[scheme] = (key, "suspended" if kind == "insurance.suspended" else "active")
+            if region is not None and (scheme not in latest_region or key > latest_region[scheme][0]):
+                latest_region[scheme] = (key, region)
+            if kind == "insurance.contribution":
+                months.setdefault(scheme, set()).add(month)
+    result = []
+    sorted_months = {scheme: sorted(ms) for scheme, ms in months.items()}
+    for scheme in sorted(latest):
+        ms = sorted_months.get(scheme, [])
+        result.append({
+            "scheme": scheme,
+            "status": latest[scheme][1],
+            "region": latest_region[scheme][1] if scheme in latest_region else None,
+            "months_contributed": len(ms),
+            "last_contribution_month": ms[-1] if ms else None,
+        })
+    return result, sorted_months
+
+
+def add_months(day: str, months: int) -> str:
+    """`YYYY-MM-DD` plus whole months; the day is clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
+    d = dt.date.fromisoformat(day)
+    index = d.year * 12 + d.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    return dt.date(year, month, min(d.day, calendar.monthrange(year, month)[1])).isoformat()
+
+
+def subsidy_grants(certificates: list[dict], contribution_months: list[str], rules: SubsidyRules = DEFAULT_RULES) -> list[dict]:
+    """Skill-upgrade subsidy grants (contract section 3): one per (occupation_code, level),
+    the earliest issued eligible certificate winning (tie: smaller certificate_no).
+    `contribution_months` is the sorted list of months with a contribution to `rules.scheme`."""
+    best: dict[tuple[str, str], dict] = {}
+    for cert in certificates:
+        if cert["revoked_on"] is not None or cert["kind"] not in rules.kinds or cert["level"] not in rules.levels:
+            continue
+        months_until = bisect.bisect_right(contribution_months, cert["issued_on"][:7])
+        if months_until < rules.min_months:
+            continue
+        key = (cert["occupation_code"], cert["level"])
+        mine = (cert["issued_on"], cert["certificate_no"])
+        if key not in best or mine < (best[key]["issued_on"], best[key]["certificate_no"]):
+            best[key] = cert
+    return [
+        {"certificate_no": c["certificate_no"], "occupation_code": c["occupation_code"], "level": c["level"],
+         "apply_by": add_months(c["issued_on"], rules.apply_within_months)}
+        for key, c in sorted(best.items(), key=lambda kv: (kv[0][0], LEVEL_RANK[kv[0][1]]))
+    ]
+
+
+# --- what the stream publishes about a change ----------------------------------------------
+
+def changed_sections(before: dict | None, after: dict) -> list[str]:
+    """The sections of the file that differ (all of them for a new file)."""
+    if before is None:
+        return list(FILE_SECTIONS)
+    return [s for s in FILE_SECTIONS if before.get(s) != after.get(s)]
+
+
+def grant_key(grant: dict) -> str:
+    return f"{grant['occupation_code']}|{grant['level']}"
+
+
+def new_service_events(state: WorkerState, file: dict) -> list[dict]:
+    """Service events for grants that appear for the first time, marking them announced
+    in `state` (so that each grant is published once, even if it later disappears and
+    comes back). The service_id is stable: uuid5 of the worker and the grant key."""
+    events = []
+    for grant in file["services"]["skill_upgrade_subsidy"]:
+        key = grant_key(grant)
+        if key in state.announced_grants:
+            continue
+        state.announced_grants.add(key)
+        events.append({
+            "service_id": str(uuid.uuid5(SERVICE_NAMESPACE, f"{state.ssn}|skill_upgrade_subsidy|{key}")),
+            "ssn": state.ssn,
+            "service": "skill_upgrade_subsidy",
+            "grant": grant,
+        })
+    return events

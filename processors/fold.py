@@ -1,0 +1,196 @@
+"""The per-worker fold: `fold_event(state, event)` takes one validated event into a
+worker's state and says what became of it (accepted, duplicate, or rejected).
+
+Pure Python, no I/O. The same function runs in `workerfile fold` (offline) and in the
+faust agents. The file itself is derived from the state by `processors.derive`.
+
+Design: the state is the *set of distinct accepted events*, each reduced to a compact
+record that holds only what the file and the correction/retraction rules need:
+- insurance events keep (scheme, month, region, status) and nothing of the amounts;
+- other events keep their payload (they are few per worker: trainings, jobs, certificates);
+- every event keeps a 64-bit fingerprint of its content, to tell a re-delivery
+  (duplicate) from a re-used event_id with other content (`event_id_conflict`).
+Corrections, retractions and held `employment.ended` are resolved when the file is
+derived, over the whole set. So the file is a pure function of the set of accepted
+events, whatever the arrival order or number of re-deliveries, and two states of the
+same worker merge by set union (`merge_states`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sys
+from dataclasses import dataclass, field
+
+import orjson
+
+from processors.identity import normalise_ssn
+from processors.intake import Rejection
+from schemas.events import Envelope
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICRO = dt.timedelta(microseconds=1)
+_INSURANCE_STATUS = {
+    "insurance.enrolled": "active",
+    "insurance.contribution": "active",
+    "insurance.transferred": "active",
+    "insurance.suspended": "suspended",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the state keeps of one accepted event."""
+
+    type: str
+    fingerprint: str
+    occurred: int  # occurred_at in microseconds since the epoch (orders across offsets)
+    corrects: str | None
+    source: str
+    data: tuple | dict  # insurance: (scheme, month, region|None); others: the payload
+
+
+@dataclass(slots=True)
+class WorkerState:
+    """One worker's state: the compact records of its accepted events, by event_id.
+
+    `announced_grants` and `version` are processing metadata of the stream (which
+    service events were already published, how many times the file changed); they are
+    not part of the file.
+    """
+
+    ssn: str
+    aliases: set[str] = field(default_factory=set)
+    records: dict[str, Record] = field(default_factory=dict)
+    announced_grants: set[str] = field(default_factory=set)
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one event: `status` is accepted, duplicate or rejected."""
+
+    status: str
+    rejection: Rejection | None = None
+
+
+def fingerprint(event: Envelope) -> str:
+    """A 64-bit digest of the event's normalised content (its canonical JSON)."""
+    return hashlib.blake2b(event.model_dump_json().encode(), digest_size=8).hexdigest()
+
+
+def to_record(event: Envelope) -> Record:
+    """Reduce a validated event to what the state keeps of it."""
+    payload = event.payload
+    kind = event.type
+    if kind in _INSURANCE_STATUS:
+        region = getattr(payload, "to_region", None) or getattr(payload, "region", None)
+        data: tuple | dict = (
+            sys.intern(payload.scheme), sys.intern(payload.month), sys.intern(region) if region else None,
+        )
+    else:
+        data = payload.model_dump(mode="json", exclude_none=True)
+    return Record(
+        type=kind,
+        fingerprint=fingerprint(event),
+        occurred=(event.occurred_at - _EPOCH) // _MICRO,
+        corrects=event.corrects,
+        source=sys.intern(event.source),
+        data=data,
+    )
+
+
+def new_state(ssn: str) -> WorkerState:
+    """An empty state for a normalised social-security number."""
+    return WorkerState(ssn=ssn)
+
+
+def fold_event(state: WorkerState, event: Envelope) -> Outcome:
+    """Take one validated event of this worker into `state` (in place) and say what
+    became of it. Never raises for bad content: a conflict or a correction of another
+    type is returned as a rejection and leaves the state unchanged.
+    """
+    if event.ssn != state.ssn:
+        raise ValueError("event belongs to another worker's state")  # a routing bug, not bad input
+    record = to_record(event)
+    seen = state.records.get(event.event_id)
+    if seen is not None:
+        if seen.fingerprint == record.fingerprint:
+            return Outcome(DUPLICATE)
+        return Outcome(REJECTED, Rejection(
+            "event_id_conflict", f"event_id {event.event_id} was already used for an event with other content",
+            "event_id"))
+    if record.corrects is not None:
+        target = state.records.get(record.corrects)
+        if target is not None and target.type != record.type:
+            return Outcome(REJECTED, Rejection(
+                "correction_type_mismatch",
+                f"a {record.type} event cannot correct {record.corrects}, which is a {target.type} event",
+                "corrects"))
+    state.records[event.event_id] = record
+    if event.ssn_legacy:
+        state.aliases.add(event.ssn_legacy)
+    return Outcome(ACCEPTED)
+
+
+def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
+    """The state of the union of two event sets of the same worker (a new object).
+
+    Where both hold the same event_id with different content (a conflict the two
+    halves could not see), the record with the smaller fingerprint is kept, so the
+    merge is commutative.
+    """
+    if a.ssn != b.ssn:
+        raise ValueError("cannot merge states of two workers")
+    records = dict(a.records)
+    for event_id, record in b.records.items():
+        mine = records.get(event_id)
+        if mine is None or record.fingerprint < mine.fingerprint:
+            records[event_id] = record
+    return WorkerState(
+        ssn=a.ssn,
+        aliases=a.aliases | b.aliases,
+        records=records,
+        announced_grants=a.announced_grants | b.announced_grants,
+        version=max(a.version, b.version),
+    )
+
+
+# --- state (de)serialisation, for the faust table and its changelog ---------------------
+
+def state_to_bytes(state: WorkerState) -> bytes:
+    """Serialise a state compactly (JSON; records as arrays)."""
+    return orjson.dumps({
+        "v": 1,
+        "ssn": state.ssn,
+        "aliases": sorted(state.aliases),
+        "announced": sorted(state.announced_grants),
+        "version": state.version,
+        "records": {
+            eid: [r.type, r.fingerprint, r.occurred, r.corrects, r.source,
+                  list(r.data) if isinstance(r.data, tuple) else r.data]
+            for eid, r in state.records.items()
+        },
+    })
+
+
+def state_from_bytes(blob: bytes) -> WorkerState:
+    """Inverse of `state_to_bytes`."""
+    raw = orjson.loads(blob)
+    if raw.get("v") != 1:
+        raise ValueError(f"unknown state format version {raw.get('v')!r}")
+    records = {}
+    for eid, (kind, fp, occurred, corrects, source, data) in raw["records"].items():
+        if isinstance(data, list):
+            data = tuple(sys.intern(x) if x is not None else None for x in data)
+        records[eid] = Record(sys.intern(kind), fp, occurred, corrects, sys.intern(source), data)
+    normalise_ssn(raw["ssn"])  # a corrupt key must not pass silently
+    return WorkerState(
+        ssn=raw["ssn"], aliases=set(raw["aliases"]), records=records,
+        announced_grants=set(raw["announced"]), version=raw["version"],
+    )

@@ -1,0 +1,155 @@
+"""What the pipeline publishes (contract sections 3, 5, 6): the worker's file, the change
+event, the service event and the rejected-event envelope, as frozen pydantic models.
+
+The fold builds plain dicts for speed; `WorkerFile.model_validate(d)` checks one, and
+the tests do so for every file they build. The Avro schemas are generated from these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.events import CertificateKind, ContractType, EndReason, HonorTitle, Scheme, SkillLevel
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Card(Frozen):
+    card_no: str
+    issued_on: dt.date
+    region: str
+
+
+class Employment(Frozen):
+    employer: str
+    occupation_code: str
+    contract_type: ContractType
+    written_contract: bool
+    dispatch_agency: str | None
+    region: str
+    monthly_wage_cny: int | None
+    start_date: dt.date
+    end_date: dt.date | None
+    end_reason: EndReason | None
+
+
+class Training(Frozen):
+    source: str
+    program_id: str
+    program_name: str | None
+    occupation_code: str | None
+    status: Literal["enrolled", "completed", "withdrawn"]
+    planned_hours: int | None
+    hours: int
+    passed: bool | None
+    start_date: dt.date | None
+    end_date: dt.date | None
+
+
+class Certificate(Frozen):
+    certificate_no: str
+    kind: CertificateKind
+    occupation_code: str
+    level: SkillLevel | None
+    issuer: str
+    issued_on: dt.date
+    valid_until: dt.date | None
+    revoked_on: dt.date | None
+
+
+class InsuranceScheme(Frozen):
+    scheme: Scheme
+    status: Literal["active", "suspended"]
+    region: str | None
+    months_contributed: int
+    last_contribution_month: str | None
+
+
+class Honor(Frozen):
+    title: HonorTitle
+    awarded_on: dt.date
+    awarded_by: str
+
+
+class SubsidyGrant(Frozen):
+    certificate_no: str
+    occupation_code: str
+    level: SkillLevel
+    apply_by: dt.date
+
+
+class Services(Frozen):
+    skill_upgrade_subsidy: list[SubsidyGrant]
+
+
+class FileIssue(Frozen):
+    code: str
+    event_id: str
+
+
+class WorkerFile(Frozen):
+    """One worker's electronic file (contract section 3)."""
+
+    ssn: str
+    aliases: list[str]
+    birth_date: dt.date
+    sex: Literal["male", "female"]
+    card: Card | None
+    employments: list[Employment]
+    current_employers: list[str]
+    trainings: list[Training]
+    training_hours: int
+    certificates: list[Certificate]
+    highest_skill_level: SkillLevel | None
+    insurance: list[InsuranceScheme]
+    honors: list[Honor]
+    services: Services
+    issues: list[FileIssue]
+    applied_events: int
+
+
+FILE_SECTIONS: tuple[str, ...] = (
+    "aliases", "card", "employments", "current_employers", "trainings", "training_hours",
+    "certificates", "highest_skill_level", "insurance", "honors", "services", "issues",
+)
+
+
+class WorkerFileChange(Frozen):
+    """Published on `worker-file-changes` each time a file changes."""
+
+    ssn: str
+    version: int
+    changed_sections: list[str]
+    event_ids: list[str]
+
+
+class ServiceEvent(Frozen):
+    """Published on `worker-services` when a service first becomes available to a worker."""
+
+    service_id: str  # stable: the same grant always has the same id
+    ssn: str
+    service: Literal["skill_upgrade_subsidy"]
+    grant: SubsidyGrant
+
+
+class RejectedEvent(Frozen):
+    """Published on `rejected-events`, or written as a line of the rejects file, for every
+    rejected input: the reason, a message, the original input and where it came from
+    (topic/partition/offset on Kafka, file/line offline)."""
+
+    reason: str
+    message: str
+    field: str | None = None
+    event_id: str | None = None
+    input: str  # the original line or bytes; bytes that are not UTF-8 are base64 (input_encoding)
+    input_encoding: Literal["utf-8", "base64"] = "utf-8"
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    file: str | None = None
+    line: int | None = None

@@ -1,0 +1,57 @@
+"""The `workerfile` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+
+def cmd_fold(args: argparse.Namespace) -> int:
+    """Fold a file of canonical JSON events with no broker; print one file per line."""
+    from processors.batch import fold_lines
+
+    if args.events == "-":
+        source, name = sys.stdin.buffer, "<stdin>"
+    else:
+        path = Path(args.events)
+        if not path.is_file():
+            print(f"workerfile fold: no such file: {args.events}", file=sys.stderr)
+            return 1
+        source, name = path.open("rb"), str(path)
+    rejects_path = Path(args.rejects) if args.rejects else (
+        Path("rejects.jsonl") if args.events == "-" else Path(args.events + ".rejects.jsonl"))
+    with source:
+        batch = fold_lines(source, file=name)
+    out = sys.stdout.buffer
+    for file in batch.files():
+        out.write(orjson.dumps(file) + b"\n")
+    out.flush()
+    with rejects_path.open("wb") as fh:
+        for reject in batch.rejects:
+            fh.write(orjson.dumps(reject) + b"\n")
+    summary = batch.counts.summary(len(batch.states))
+    where = f" (rejects in {rejects_path})" if batch.rejects else ""
+    print(f"workerfile fold: {summary}{where}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workerfile", description="One electronic file per industrial worker.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fold = sub.add_parser("fold", help="fold a JSONL file of events offline, print the files as JSON lines")
+    fold.add_argument("events", help="canonical JSON events, one per line ('-' for standard input)")
+    fold.add_argument("--rejects", help="where rejected lines go (default: EVENTS.rejects.jsonl)")
+    fold.set_defaults(func=cmd_fold)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
