@@ -79,26 +79,34 @@ class Outcome:
     rejection: Rejection | None = None
 
 
-def fingerprint(event: Envelope) -> str:
-    """A 64-bit digest of the event's normalised content (its canonical JSON)."""
-    return hashlib.blake2b(event.model_dump_json().encode(), digest_size=8).hexdigest()
+def fingerprint(event: Envelope, occurred: int) -> str:
+    """A 64-bit digest of the event's normalised content: type, ssn, instant, source,
+    corrects and payload values (the event_id is the key; a legacy ssn form is the
+    same event)."""
+    content = orjson.dumps([event.type, event.ssn, occurred, event.source, event.corrects, event.payload.__dict__])
+    return hashlib.blake2b(content, digest_size=8).hexdigest()
+
+
+def _json_value(value):
+    return value.isoformat() if isinstance(value, dt.date) else value
 
 
 def to_record(event: Envelope) -> Record:
     """Reduce a validated event to what the state keeps of it."""
-    payload = event.payload
+    fields = event.payload.__dict__
     kind = event.type
     if kind in _INSURANCE_STATUS:
-        region = getattr(payload, "to_region", None) or getattr(payload, "region", None)
+        region = fields.get("to_region") or fields.get("region")
         data: tuple | dict = (
-            sys.intern(payload.scheme), sys.intern(payload.month), sys.intern(region) if region else None,
+            sys.intern(fields["scheme"]), sys.intern(fields["month"]), sys.intern(region) if region else None,
         )
     else:
-        data = payload.model_dump(mode="json", exclude_none=True)
+        data = {k: _json_value(v) for k, v in fields.items() if v is not None}
+    occurred = (event.occurred_at - _EPOCH) // _MICRO
     return Record(
         type=kind,
-        fingerprint=fingerprint(event),
-        occurred=(event.occurred_at - _EPOCH) // _MICRO,
+        fingerprint=fingerprint(event, occurred),
+        occurred=occurred,
         corrects=event.corrects,
         source=sys.intern(event.source),
         data=data,

@@ -38,6 +38,16 @@ def cmd_fold(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write a generated population of careers as JSON lines (bad lines included unless --clean)."""
+    from workerfile.population import generate_population
+
+    out = sys.stdout.buffer
+    for event in generate_population(args.workers, seed=args.seed, months=args.months, anomalies=not args.clean):
+        out.write((event.encode() if isinstance(event, str) else orjson.dumps(event)) + b"\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workerfile", description="One electronic file per industrial worker.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     fold.add_argument("events", help="canonical JSON events, one per line ('-' for standard input)")
     fold.add_argument("--rejects", help="where rejected lines go (default: EVENTS.rejects.jsonl)")
     fold.set_defaults(func=cmd_fold)
+    gen = sub.add_parser("generate", help="print a generated population of careers as JSON lines")
+    gen.add_argument("--workers", type=int, default=100)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--months", type=int, default=36, help="length of each career in months")
+    gen.add_argument("--clean", action="store_true", help="no duplicates, corrections, retractions or bad lines")
+    gen.set_defaults(func=cmd_generate)
     return parser
 
 
