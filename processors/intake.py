@@ -54,7 +54,7 @@ def parse_json_line(line: str | bytes, now: dt.datetime | None = None) -> Envelo
 def validate_event(data: Any, now: dt.datetime | None = None) -> Envelope | Rejection:
     """Validate a decoded event (dict) against the contract; never raises."""
     if not isinstance(data, dict):
-        return Rejection("malformed", f"an event must be a JSON object, got {type(data).__name__}")
+        return Rejection("schema", f"an event must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
     model = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if model is None:
