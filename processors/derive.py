@@ -11,8 +11,11 @@ from __future__ import annotations
 import bisect
 import calendar
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
+
+import orjson
 
 from processors.fold import Record, WorkerState
 from processors.identity import normalise_ssn
@@ -47,7 +50,8 @@ def effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record
     Every event belongs to the *slot* of the original it (transitively) corrects. A slot's
     effect is that of its latest correction (occurred_at, then event_id), or of the
     original when it has none. An event is dead when it, or any event it corrects, is
-    retracted. Corrections whose type differs from the slot's are inert.
+    retracted. Corrections whose type differs from the slot's, or from any event they
+    (transitively) correct, are inert.
     """
     retracted = {r.data["event_id"] for r in records.values() if r.type == RETRACTED}
     slots: dict[str, list[tuple[str, Record]]] = {}
@@ -57,6 +61,8 @@ def effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record
         path, root = _correction_path(eid, records)
         if root is None or any(p in retracted for p in path):
             continue
+        if any(p in records and records[p].type != rec.type for p in path[1:]):
+            continue  # it corrects (through) an event of another type: inert, as if rejected
         slots.setdefault(root, []).append((eid, rec))
     winners = []
     for root, members in slots.items():
@@ -285,6 +291,23 @@ def changed_sections(before: dict | None, after: dict) -> list[str]:
     if before is None:
         return list(FILE_SECTIONS)
     return [s for s in FILE_SECTIONS if before.get(s) != after.get(s)]
+
+
+def section_digests(file: dict) -> dict[str, str]:
+    """A short digest of each section of a file, so that a state can remember what it
+    last published without keeping the file itself."""
+    return {s: hashlib.blake2b(orjson.dumps(file[s]), digest_size=6).hexdigest() for s in FILE_SECTIONS}
+
+
+def record_change(state: WorkerState, file: dict) -> list[str]:
+    """Compare `file` with what `state` last published; if anything changed, remember the
+    new digests, bump `state.version` and return the changed sections (else [])."""
+    digests = section_digests(file)
+    changed = [s for s in FILE_SECTIONS if state.section_digests.get(s) != digests[s]]
+    if changed:
+        state.section_digests = digests
+        state.version += 1
+    return changed
 
 
 def grant_key(grant: dict) -> str:

@@ -59,9 +59,10 @@ class Record:
 class WorkerState:
     """One worker's state: the compact records of its accepted events, by event_id.
 
-    `announced_grants` and `version` are processing metadata of the stream (which
-    service events were already published, how many times the file changed); they are
-    not part of the file.
+    `announced_grants`, `version` and `section_digests` are processing metadata of the
+    stream (which service events were already published, how many times the file
+    changed, a digest of each section of the last published file); they are not part
+    of the file.
     """
 
     ssn: str
@@ -69,6 +70,7 @@ class WorkerState:
     records: dict[str, Record] = field(default_factory=dict)
     announced_grants: set[str] = field(default_factory=set)
     version: int = 0
+    section_digests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ def state_to_bytes(state: WorkerState) -> bytes:
         "aliases": sorted(state.aliases),
         "announced": sorted(state.announced_grants),
         "version": state.version,
+        "sections": state.section_digests,
         "records": {
             eid: [r.type, r.fingerprint, r.occurred, r.corrects, r.source,
                   list(r.data) if isinstance(r.data, tuple) else r.data]
@@ -201,4 +204,5 @@ def state_from_bytes(blob: bytes) -> WorkerState:
     return WorkerState(
         ssn=raw["ssn"], aliases=set(raw["aliases"]), records=records,
         announced_grants=set(raw["announced"]), version=raw["version"],
+        section_digests=raw.get("sections", {}),
     )

@@ -22,8 +22,8 @@ ORG_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 ORG_VALUE = {c: i for i, c in enumerate(ORG_ALPHABET)}
 ORG_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
-OCCUPATION_RE = re.compile(r"^[1-8]-\d{2}-\d{2}-\d{2}(-\d{2})?$")
-_DIGITS = re.compile(r"^\d+$")
+OCCUPATION_RE = re.compile(r"[1-8]-[0-9]{2}-[0-9]{2}-[0-9]{2}(-[0-9]{2})?")  # used with fullmatch
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only (str.isdigit and \d accept other scripts); fullmatch
 
 
 class IdentityError(ValueError):
@@ -101,7 +101,7 @@ def _normalise_ssn_cached(raw: str, today: dt.date) -> Ssn:
         text = text[:-1] + "X"
     legacy = None
     if len(text) == 15:
-        if not _DIGITS.match(text):
+        if not _DIGITS.fullmatch(text):
             raise IdentityError("invalid_ssn", f"{mask_ssn(text)}: a 15-character number must be all digits")
         legacy = text
         first17 = text[:6] + "19" + text[6:]
@@ -109,7 +109,7 @@ def _normalise_ssn_cached(raw: str, today: dt.date) -> Ssn:
     elif len(text) != 18:
         raise IdentityError("invalid_ssn", f"{mask_ssn(text)}: must have 18 characters (or 15 legacy digits), has {len(text)}")
     else:
-        if not _DIGITS.match(text[:17]) or not (text[17].isdigit() or text[17] == "X"):
+        if not _DIGITS.fullmatch(text[:17]) or text[17] not in "0123456789X":
             raise IdentityError("invalid_ssn", f"{mask_ssn(text)}: 17 digits and a digit or X expected")
         expected = ssn_check_char(text[:17])
         if text[17] != expected:
@@ -160,6 +160,6 @@ def make_org_code(first17: str) -> str:
 
 def validate_occupation_code(code: str) -> str:
     """Validate a 2022 classification occupation code `D-DD-DD-DD[-DD]`, major category 1-8."""
-    if not OCCUPATION_RE.match(code):
+    if not OCCUPATION_RE.fullmatch(code):
         raise IdentityError("invalid_occupation_code", "must look like D-DD-DD-DD or D-DD-DD-DD-DD with major category 1-8")
     return code

@@ -76,13 +76,14 @@ def _timestamp(value: Any) -> dt.datetime:
 
 OrgCode = Annotated[str, AfterValidator(_identity(validate_org_code))]
 OccupationCode = Annotated[str, AfterValidator(_identity(validate_occupation_code))]
-Region = Annotated[str, Field(pattern=r"^\d{6}$")]
+Region = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
 Month = Annotated[str, BeforeValidator(_month)]
 Date = Annotated[dt.date, BeforeValidator(_date)]
 Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
-NonNegative = Annotated[int, Field(ge=0)]
+Hours = Annotated[int, Field(ge=0, le=100_000)]
+Yuan = Annotated[int, Field(ge=0, le=10**12)]  # integer CNY
 
 ContractType = Literal["open_ended", "fixed_term", "task_based", "part_time", "dispatched", "platform"]
 EndReason = Literal["resigned", "dismissed", "contract_expired", "retired", "other"]
@@ -108,14 +109,14 @@ class TrainingEnrolledPayload(Strict):
     program_id: Identifier
     program_name: Text
     start_date: Date
-    planned_hours: NonNegative
+    planned_hours: Hours
     occupation_code: OccupationCode | None = None
 
 
 class TrainingCompletedPayload(Strict):
     program_id: Identifier
     end_date: Date
-    hours: NonNegative
+    hours: Hours
     passed: bool
 
 
@@ -132,7 +133,7 @@ class EmploymentStartedPayload(Strict):
     written_contract: bool
     start_date: Date
     region: Region
-    monthly_wage_cny: NonNegative | None = None
+    monthly_wage_cny: Yuan | None = None
     dispatch_agency: OrgCode | None = None
 
     @model_validator(mode="after")
@@ -159,9 +160,9 @@ class InsuranceContributionPayload(Strict):
     scheme: Scheme
     month: Month
     region: Region
-    base_cny: NonNegative
-    employer_amount_cny: NonNegative
-    personal_amount_cny: NonNegative
+    base_cny: Yuan
+    employer_amount_cny: Yuan
+    personal_amount_cny: Yuan
     employer: OrgCode | None = None
 
 
@@ -228,7 +229,7 @@ class Envelope(Strict):
     source: OrgCode
     corrects: Identifier | None = None
     payload: Any
-    ssn_legacy: Annotated[str, Field(pattern=r"^\d{15}$")] | None = None
+    ssn_legacy: Annotated[str, Field(pattern=r"^[0-9]{15}$")] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    """Create missing topics and verify existing ones, from deploy/topics.toml."""
+    from streams.topics import ensure_topics, load_topic_specs
+
+    try:
+        for line in ensure_topics(args.broker, load_topic_specs(args.profile, partitions=args.partitions)):
+            print(line)
+    except RuntimeError as err:
+        print(f"workerfile topics: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the stream processors (a faust worker) until stopped."""
+    import faust
+
+    from streams.app import create_app
+    from streams.settings import StreamSettings
+
+    settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
+                                       partitions=args.partitions)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workerfile", description="One electronic file per industrial worker.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--months", type=int, default=36, help="length of each career in months")
     gen.add_argument("--clean", action="store_true", help="no duplicates, corrections, retractions or bad lines")
     gen.set_defaults(func=cmd_generate)
+
+    def broker_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
+                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+        p.add_argument("--partitions", type=int, default=None,
+                       help="partitions of every topic (default: deploy/topics.toml, env WORKERFILE_PARTITIONS)")
+
+    topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml")
+    broker_options(topics)
+    topics.add_argument("--profile", default="local", choices=("local", "cluster"))
+    topics.set_defaults(func=cmd_topics)
+    worker = sub.add_parser("worker", help="run the stream processors (faust worker)")
+    broker_options(worker)
+    worker.add_argument("--app-id", default=None, help="faust application id (env WORKERFILE_APP_ID)")
+    worker.add_argument("--data-dir", default=None, help="RocksDB directory (env WORKERFILE_DATA_DIR)")
+    worker.add_argument("--loglevel", default="warning")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

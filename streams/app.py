@@ -1,0 +1,166 @@
+"""The faust application: one agent folds the four event topics (and re-keyed events)
+into a RocksDB-backed table of worker states, and publishes files, changes, service
+events and rejections. The agent is a thin shell around `streams.handler`.
+
+Delivery guarantees (at-least-once processing, made safe by ordering and idempotence):
+1. for a batch, every output record is sent and its delivery awaited *before* the new
+   states are written to the table (whose changelog is flushed before offsets commit);
+2. after a crash, the uncommitted events are processed again: the fold recognises
+   events already in the state as duplicates; outputs whose state was lost are
+   published again with identical content (same file, same change version);
+3. a service event (subsidy grant) is published only if its stable `service_id` is not
+   already on `worker-services` (a per-partition ledger read from the topic), so each
+   grant is published exactly once, even across kill -9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import defaultdict
+
+import faust
+import faust.streams as faust_streams
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from processors.identity import mask_ssn
+from streams import codec
+from streams.handler import Origin, dump_state, fold_batch, intake_message, load_state
+from streams.settings import StreamSettings
+from streams.topics import EVENT_TOPICS, REKEYED_EVENTS, WORKER_SERVICES
+
+log = logging.getLogger("workerfile.stream")
+BATCH_MAX = 500
+BATCH_WITHIN = 0.2  # seconds
+
+
+def in_partition_of(event: faust.EventT) -> None:
+    """Make `event` the current event of this task only: faust's table reads and writes
+    (and its changelog) use the current event's partition. (Stream._set_current_event
+    would also change the stream's attribute that the take_events buffer reads from
+    another task, and lose events.)"""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
+class ServiceLedger:
+    """The service_ids already on `worker-services`, per partition, read from the topic
+    itself when first needed after each rebalance."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self.by_partition: dict[int, set[str]] = {}
+
+    def forget(self) -> None:
+        self.by_partition.clear()
+
+    async def published(self, partition: int) -> set[str]:
+        if partition not in self.by_partition:
+            self.by_partition[partition] = await self._read(partition)
+        return self.by_partition[partition]
+
+    async def _read(self, partition: int) -> set[str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    isolation_level="read_committed")
+        await consumer.start()
+        try:
+            tp = TopicPartition(WORKER_SERVICES, partition)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            ids: set[str] = set()
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for message in batch.get(tp, []):
+                    _, service = codec.decode(message.value)
+                    ids.add(service["service_id"])
+            return ids
+        finally:
+            await consumer.stop()
+
+
+def create_app(settings: StreamSettings | None = None) -> faust.App:
+    """Build the faust app for these settings (a fresh app id replays every file)."""
+    settings = settings or StreamSettings.from_env()
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker}",
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval,
+        producer_acks=-1,
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind="127.0.0.1",
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    sources = app.topic(*EVENT_TOPICS, REKEYED_EVENTS, key_type=bytes, value_type=bytes,
+                        partitions=settings.partitions)
+    states = app.Table("worker-state", default=None, key_type=str, value_type=bytes,
+                       partitions=settings.partitions)
+    ledger = ServiceLedger(settings.broker)
+    out_topics: dict[str, faust.TopicT] = {}
+
+    def topic(name: str) -> faust.TopicT:
+        if name not in out_topics:
+            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+        return out_topics[name]
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender, revoked, **kwargs) -> None:
+        ledger.forget()
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender, assigned, **kwargs) -> None:
+        ledger.forget()
+
+    @app.agent(sources)
+    async def fold_events(stream):
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await process_batch(stream, batch)
+
+    async def process_batch(stream, batch) -> None:
+        pending = []  # delivery futures
+        by_worker: dict[str, list] = defaultdict(list)
+        anchor: dict[str, faust.EventT] = {}  # one event of each worker: its partition
+        for ev in batch:
+            msg = ev.message
+            origin = Origin(msg.topic, msg.partition, msg.offset)
+            intake = intake_message(msg.key, msg.value, origin)
+            for record in intake.records:
+                pending.append(await topic(record.topic).send(key=record.key, value=record.value))
+            if intake.event is not None:
+                by_worker[intake.event.ssn].append((intake.event, msg.key, msg.value, origin))
+                anchor[intake.event.ssn] = ev
+        new_states = {}
+        for ssn, events in by_worker.items():
+            # faust places table reads and writes in the partition of the "current event"
+            in_partition_of(anchor[ssn])
+            folded = fold_batch(load_state(ssn, states.get(ssn)), events)
+            for record in folded.records:
+                pending.append(await topic(record.topic).send(key=record.key, value=record.value))
+            if folded.grants:
+                published = await ledger.published(anchor[ssn].message.partition)
+                for service_id, record in folded.grants:
+                    if service_id in published:
+                        log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
+                        continue
+                    fut = await topic(record.topic).send(key=record.key, value=record.value)
+                    await fut  # on the topic before anything else happens
+                    published.add(service_id)
+            new_states[ssn] = dump_state(folded.state)
+        if pending:
+            await asyncio.gather(*pending)
+        for ssn, blob in new_states.items():
+            in_partition_of(anchor[ssn])
+            states[ssn] = blob
+
+    app.conf.workerfile_settings = settings  # for commands that need them
+    app.states_table = states  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,287 @@
+"""The wire codec of every Kafka value: Avro single-object encoding.
+
+A value is `C3 01` (the marker), then the 8-byte little-endian CRC-64-AVRO fingerprint of
+the writer schema's Parsing Canonical Form, then the Avro binary body (Avro specification,
+"Single-object encoding"). No schema registry is needed: any Avro library decodes a value
+with the schema whose fingerprint it carries, and every schema ever published is in
+`schemas/released/<version>/` (the current ones in `schemas/avro/`).
+
+Records travel in their canonical JSON form on this side (dates as `YYYY-MM-DD` strings,
+timestamps as RFC 3339 strings): `decode_event` gives what `schemas.events.event_to_json_dict`
+gives, so `processors.intake.validate_event` checks a decoded event like a JSON line.
+Data written with any released schema is resolved to the current schema when read.
+
+`RejectedEvent.input` is a string in Avro as in JSON (the model is the source of truth):
+the original Kafka value when it is UTF-8, else its base64 with `input_encoding` "base64";
+the exact original bytes are `input.encode()` or `base64.b64decode(input)`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import fastavro
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.validation import validate
+
+from schemas.avro import NAMESPACE, SCHEMA_DIR, load_schemas, payload_record_name, released_versions
+from schemas.events import EVENT_TYPES, Envelope, event_to_json_dict
+
+MARKER = b"\xc3\x01"
+HEADER_SIZE = len(MARKER) + 8
+CURRENT_VERSION = "current"
+
+
+class CodecError(ValueError):
+    """A value cannot be encoded or decoded. The message says what is wrong with the
+    framing or the schema, never the content of the record."""
+
+
+def schema_fingerprint(schema: dict | list | str) -> bytes:
+    """The 8 bytes that follow the marker: CRC-64-AVRO of the Parsing Canonical Form, little-endian."""
+    parsed = fastavro.parse_schema(schema)
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))  # fastavro gives it little-endian
+
+
+# --- conversions between the JSON form and what fastavro reads and writes ------------------
+# A converter is None when the value is the same in both forms (the usual case), so that
+# only the paths that hold dates (and the event payload union) are walked.
+
+Converter = Callable[[Any], Any] | None
+
+
+class _NotADate(ValueError):
+    pass
+
+
+def _date_to_avro(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value
+    if not (isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-"):
+        raise _NotADate()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _NotADate() from None
+
+
+def _date_to_json(value: dt.date) -> str:
+    return value.isoformat()
+
+
+def _converter(schema: Any, to_avro: bool) -> Converter:
+    """The converter of values of an expanded schema, one direction."""
+    if isinstance(schema, list):
+        return _union_converter(schema, to_avro)
+    if isinstance(schema, str):
+        return None
+    kind = schema["type"]
+    if isinstance(kind, (dict, list)):
+        return _converter(kind, to_avro)
+    if kind == "int" and schema.get("logicalType") == "date":
+        return _date_to_avro if to_avro else _date_to_json
+    if kind == "array":
+        item = _converter(schema["items"], to_avro)
+        return None if item is None else (lambda values: [item(v) for v in values])
+    if kind == "record":
+        fields = [(f["name"], c) for f in schema["fields"] if (c := _converter(f["type"], to_avro)) is not None]
+        return None if not fields else _record_converter(fields, to_avro)
+    return None
+
+
+def _record_converter(fields: list[tuple[str, Callable]], to_avro: bool) -> Callable:
+    def convert(record: dict) -> dict:
+        out = dict(record) if to_avro else record  # never change the caller's dict; fastavro's own is fine
+        for name, convert_field in fields:
+            if name in out:
+                out[name] = convert_field(out[name])
+        return out
+
+    return convert
+
+
+def _union_converter(branches: list, to_avro: bool) -> Converter:
+    """["null", X] converts like X; a union of several records (the event payload) travels
+    as (record name, value) in fastavro's tuple notation, chosen by the writer."""
+    records = [b for b in branches if isinstance(b, dict) and b.get("type") == "record"]
+    if len(records) > 1:
+        by_name = {b["name"]: _converter(b, to_avro) for b in records}
+        if to_avro:
+            return lambda value: (value[0], by_name[value[0]](value[1]) if by_name[value[0]] else value[1])
+        return lambda value: by_name[value[0]](value[1]) if by_name[value[0]] else value[1]
+    converters = [c for b in branches if b != "null" and (c := _converter(b, to_avro)) is not None]
+    if not converters:
+        return None
+    if len(converters) > 1:
+        raise ValueError("only unions of null and one type that needs converting are supported")
+    (inner,) = converters
+    return lambda value: None if value is None else inner(value)
+
+
+# --- the schemas ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schema:
+    """One writer schema the codec knows: a record name in a version."""
+
+    name: str  # "Event", "WorkerFile", ...
+    version: str  # a released version folder, or "current"
+    fingerprint: bytes
+    parsed: dict  # fastavro-parsed, for the reader and the writer
+    to_avro: Converter = None  # only for current schemas
+    to_json: Converter = None
+
+
+def _schema(name: str, version: str, source: dict) -> Schema:
+    parsed = fastavro.parse_schema(source)
+    to_avro = to_json = None
+    if version == CURRENT_VERSION:
+        expanded = fastavro.parse_schema(source, expand=True)
+        to_avro, to_json = _converter(expanded, True), _converter(expanded, False)
+    return Schema(name, version, schema_fingerprint(source), parsed, to_avro, to_json)
+
+
+def _load() -> tuple[dict[str, Schema], dict[bytes, Schema]]:
+    current = {name: _schema(name, CURRENT_VERSION, s) for name, s in load_schemas(SCHEMA_DIR).items()}
+    writers: dict[bytes, Schema] = {}
+    for version, schemas in released_versions().items():
+        for name, source in schemas.items():
+            released = _schema(name, version, source)
+            writers[released.fingerprint] = released
+    for schema in current.values():  # an unchanged released schema decodes as the current one
+        writers[schema.fingerprint] = schema
+    return current, writers
+
+
+CURRENT, WRITER_SCHEMAS = _load()
+"""CURRENT: the schema each record is written with, by name. WRITER_SCHEMAS: every schema
+the decoder accepts (released and current), by fingerprint."""
+
+PAYLOAD_RECORD_OF_TYPE: dict[str, str] = {t: f"{NAMESPACE}.{payload_record_name(c)}" for t, c in EVENT_TYPES.items()}
+
+
+# --- encoding and decoding ----------------------------------------------------------------
+
+def encode(name: str, record: dict) -> bytes:
+    """A record in its JSON form (WorkerFile, WorkerFileChange, ServiceEvent, RejectedEvent,
+    or Event) as one single-object-encoded value, written with the current schema."""
+    schema = _current(name)
+    record = avro_record(name, record)
+    body = io.BytesIO()
+    body.write(MARKER)
+    body.write(schema.fingerprint)
+    try:
+        fastavro.schemaless_writer(body, schema.parsed, record)
+    except Exception as err:
+        raise CodecError(f"cannot encode {name}: {_where_invalid(schema, record, err)}") from None
+    return body.getvalue()
+
+
+def _current(name: str) -> Schema:
+    schema = CURRENT.get(name)
+    if schema is None:
+        raise CodecError(f"no Avro schema named {name!r} (known: {', '.join(sorted(CURRENT))})")
+    return schema
+
+
+def avro_record(name: str, record: dict) -> dict:
+    """A record's JSON form as fastavro writes it with the current schema: dates as
+    datetime.date, and an Event's payload as (payload record name, payload), the branch
+    chosen by `type` (several payload records look alike, so fastavro must not guess)."""
+    schema = _current(name)
+    if not isinstance(record, dict):
+        raise CodecError(f"cannot encode {name}: expected a dict, got {type(record).__name__}")
+    if name == "Event":
+        branch = PAYLOAD_RECORD_OF_TYPE.get(record.get("type"))  # type: ignore[arg-type]
+        if branch is None:
+            raise CodecError("cannot encode Event: unknown event type")
+        record = {**record, "payload": (branch, record.get("payload"))}
+    if schema.to_avro is None:
+        return record
+    try:
+        return schema.to_avro(record)
+    except Exception as err:
+        raise CodecError(f"cannot encode {name}: {_where_invalid(schema, record, err)}") from None
+
+
+def _where_invalid(schema: Schema, record: Any, err: Exception) -> str:
+    """Which fields do not fit the schema (their paths, not their values)."""
+    if isinstance(err, _NotADate):
+        return "a date field is not a YYYY-MM-DD date"
+    try:
+        validate(record, schema.parsed, raise_errors=True)
+    except Exception as invalid:  # fastavro's ValidationError lists the failing fields
+        fields = [e.field for e in getattr(invalid, "errors", []) if getattr(e, "field", None)]
+        if fields:
+            return "does not match the schema at " + ", ".join(f.removeprefix(f"{NAMESPACE}.") for f in fields)
+    return f"does not match the schema ({type(err).__name__})"
+
+
+def encode_event(event: Envelope) -> bytes:
+    """A validated event as a Kafka value (the `Event` record, payload branch chosen by `type`)."""
+    return encode("Event", event_to_json_dict(event))
+
+
+def decode(data: bytes) -> tuple[str, dict]:
+    """A Kafka value written with any released or the current schema: (record name, the
+    record in its JSON form, resolved to the current schema). Raises CodecError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise CodecError("empty value: no bytes")
+    if len(data) < HEADER_SIZE:
+        if data[:2] != MARKER[: len(data[:2])]:
+            raise CodecError(_bad_marker(data))
+        raise CodecError(f"truncated header: {len(data)} bytes, a single-object encoded value has at "
+                         f"least {HEADER_SIZE} (marker C3 01 and an 8-byte schema fingerprint)")
+    if data[:2] != MARKER:
+        raise CodecError(_bad_marker(data))
+    writer = WRITER_SCHEMAS.get(data[2:HEADER_SIZE])
+    if writer is None:
+        (value,) = struct.unpack("<q", data[2:HEADER_SIZE])
+        raise CodecError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()} (CRC-64-AVRO {value}): "
+                         f"not the current or a released workerfile schema")
+    reader = CURRENT.get(writer.name)
+    if reader is None:
+        raise CodecError(f"{writer.name} (schema version {writer.version}) is no longer read by this version")
+    body = io.BytesIO(data)
+    body.seek(HEADER_SIZE)
+    try:
+        record = fastavro.schemaless_reader(
+            body, writer.parsed, None if writer is reader else reader.parsed,
+            return_record_name=True, return_record_name_override=True)
+    except SchemaResolutionError:
+        raise CodecError(f"{writer.name} of schema version {writer.version} does not resolve to the current "
+                         f"schema (a value the current schema cannot hold)") from None
+    except Exception as err:
+        raise CodecError(f"corrupt or truncated Avro body of {writer.name} (schema version {writer.version}, "
+                         f"{len(data) - HEADER_SIZE} bytes): {type(err).__name__}") from None
+    left = len(data) - body.tell()
+    if left:
+        raise CodecError(f"{left} bytes left after the {writer.name} record (schema version {writer.version})")
+    if reader.to_json is not None:
+        record = reader.to_json(record)
+    if writer.name == "Event" and record.get("ssn_legacy") is None:
+        record.pop("ssn_legacy", None)  # as event_to_json_dict: only when there is one
+    return writer.name, record
+
+
+def _bad_marker(data: bytes) -> str:
+    found = " ".join(f"{b:02X}" for b in data[:2])
+    hint = " (looks like JSON)" if data[:1] in (b"{", b"[") else ""
+    return f"not an Avro single-object encoded value: starts with {found}{hint}, expected the marker C3 01"
+
+
+def decode_event(data: bytes) -> dict:
+    """A Kafka event value as the canonical JSON dict (validate it with processors.intake.validate_event)."""
+    name, record = decode(data)
+    if name != "Event":
+        raise CodecError(f"expected an Event, got a {name}")
+    return record
+

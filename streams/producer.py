@@ -1,0 +1,84 @@
+"""Publishing events, for sources (training institutions, employers, insurance bureaus,
+evaluation bodies) and for the demo: validate against the contract before sending, key
+by the normalised SSN, send Avro (`streams.codec`), and confirm delivery.
+
+kafka-python: a plain blocking client that any source's batch job can use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka import KafkaProducer
+
+from processors.intake import Rejection, validate_event
+from schemas.events import TOPIC_OF_TYPE, Envelope
+from streams import codec
+
+
+class InvalidEvent(ValueError):
+    """The event breaks the contract; nothing was sent."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(f"{rejection.reason}: {rejection.message}")
+        self.rejection = rejection
+
+
+@dataclass(frozen=True)
+class Delivered:
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventProducer:
+    """Validate, key and send events; `flush()` confirms every pending delivery."""
+
+    def __init__(self, bootstrap: str, retraction_topic: str = "certification-events", **config):
+        self.retraction_topic = retraction_topic
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                       retries=5, **config)
+
+    def topic_for(self, event: Envelope) -> str:
+        return TOPIC_OF_TYPE.get(event.type, self.retraction_topic)
+
+    @staticmethod
+    def checked(event: dict | Envelope) -> Envelope:
+        """The validated event; raises InvalidEvent naming the field and the reason."""
+        if isinstance(event, Envelope):
+            return event
+        result = validate_event(event)
+        if isinstance(result, Rejection):
+            raise InvalidEvent(result)
+        return result
+
+    def send(self, event: dict | Envelope, topic: str | None = None):
+        """Validate and send one event (dict in canonical JSON form, or a model);
+        returns kafka-python's future of the record metadata. Raises InvalidEvent."""
+        event = self.checked(event)
+        return self._producer.send(topic or self.topic_for(event), key=event.ssn.encode(),
+                                   value=codec.encode_event(event))
+
+    def send_and_confirm(self, event: dict | Envelope, timeout: float = 30) -> Delivered:
+        """Send one event and wait until the broker has it."""
+        event = self.checked(event)
+        meta = self.send(event).get(timeout=timeout)
+        return Delivered(event.event_id, meta.topic, meta.partition, meta.offset)
+
+    def send_raw(self, topic: str, key: bytes | None, value: bytes | None):
+        """Send bytes as they are (tests and replays of foreign data)."""
+        return self._producer.send(topic, key=key, value=value)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> "EventProducer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+        self.close()

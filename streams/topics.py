@@ -1,0 +1,92 @@
+"""The topics of the contract (section 6), and their provisioning from one config
+(`deploy/topics.toml`): `workerfile topics` creates what is missing and verifies what
+exists (partitions, and compaction on `worker-files`).
+
+Every topic is keyed by the normalised SSN and has the same number of partitions, so a
+worker's events, state and outputs all live in the same partition number.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRAINING_EVENTS = "training-events"
+EMPLOYMENT_EVENTS = "employment-events"
+INSURANCE_EVENTS = "insurance-events"
+CERTIFICATION_EVENTS = "certification-events"
+EVENT_TOPICS = (TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS)
+WORKER_FILES = "worker-files"
+WORKER_FILE_CHANGES = "worker-file-changes"
+WORKER_SERVICES = "worker-services"
+REJECTED_EVENTS = "rejected-events"
+# Internal: events whose producer keyed them by anything but the normalised SSN are
+# re-published here under the right key, so they reach the partition of their worker.
+REKEYED_EVENTS = "workerfile-rekeyed-events"
+
+TOPICS_TOML = Path(__file__).resolve().parents[1] / "deploy" / "topics.toml"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partitions: int | None = None) -> list[TopicSpec]:
+    """The topics of a profile (`local` or `cluster`) of deploy/topics.toml."""
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    prof = raw["profiles"][profile]
+    specs = []
+    for name, topic in raw["topics"].items():
+        config = {k: str(v) for k, v in topic.get("config", {}).items()}
+        specs.append(TopicSpec(
+            name=name,
+            partitions=partitions or topic.get("partitions", prof["partitions"]),
+            replication=topic.get("replication", prof["replication"]),
+            config=config,
+        ))
+    return specs
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    """Create missing topics and verify existing ones. Returns one line per topic;
+    raises RuntimeError when an existing topic disagrees with its spec."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="workerfile-topics")
+    try:
+        existing = set(admin.list_topics())
+        lines, problems = [], []
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(s.name, s.partitions, s.replication, topic_configs=s.config) for s in missing])
+            except TopicAlreadyExistsError:
+                pass  # created concurrently
+            lines += [f"created {s.name} ({s.partitions} partitions)" for s in missing]
+        present = [s for s in specs if s.name in existing]
+        if present:
+            described = {t["name"]: t for t in admin.describe_topics([s.name for s in present])}
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
+            actual_configs = {name: {k: v["value"] for k, v in entries.items()}
+                              for name, entries in configs.get("topic", {}).items()}
+            for s in present:
+                n = len(described[s.name]["partitions"])
+                if n != s.partitions:
+                    problems.append(f"{s.name}: has {n} partitions, config says {s.partitions}")
+                for k, v in s.config.items():
+                    if k == "cleanup.policy" and actual_configs.get(s.name, {}).get(k) != v:
+                        problems.append(f"{s.name}: {k}={actual_configs.get(s.name, {}).get(k)}, config says {v}")
+                lines.append(f"verified {s.name} ({n} partitions)")
+        if problems:
+            raise RuntimeError("topics disagree with deploy/topics.toml: " + "; ".join(problems))
+        return lines
+    finally:
+        admin.close()

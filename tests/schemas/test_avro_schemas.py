@@ -1,0 +1,368 @@
+"""The Avro schemas generated from the pydantic models: no drift between models and the
+committed .avsc files, the type mapping, released versions that never change, and
+backward compatibility (every released version stays readable by the current schemas)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import io
+import json
+import random
+from typing import Literal
+
+import fastavro
+import pytest
+from fastavro.utils import generate_many
+from pydantic import BaseModel
+
+from schemas.avro import (
+    NAMESPACE, SCHEMA_DIR, TIMESTAMP_DOC, check_backward_compatible, generate_schemas, load_schemas, model_schema,
+    released_versions, render, stale_files, write_schemas,
+)
+from schemas.events import EVENT_CLASSES, SkillLevel
+from streams.codec import schema_fingerprint
+
+# The fingerprints of every released version. A released schema is never edited: a new
+# version gets a new folder (python -m schemas.avro --release N) and a line here.
+RELEASED_FINGERPRINTS = {
+    "1": {
+        "Event": "7aa9d577f9c61fd0",
+        "RejectedEvent": "9ba9370e3c392a0d",
+        "ServiceEvent": "23880e0a5ed1bc07",
+        "WorkerFile": "6e981f98e49e1f96",
+        "WorkerFileChange": "71e50b51796d15fe",
+    },
+}
+
+
+@pytest.fixture
+def seeded_random():
+    """fastavro's generators use the global `random`: seed it, and put it back afterwards."""
+    state = random.getstate()
+    random.seed(20260601)
+    yield
+    random.setstate(state)
+
+
+# --- drift ------------------------------------------------------------------------------
+
+def test_committed_schemas_are_what_the_models_generate():
+    assert stale_files() == [], "the models changed: run `python -m schemas.avro` and commit schemas/avro/"
+
+
+def test_drift_is_detected(tmp_path):
+    write_schemas(tmp_path)
+    assert stale_files(tmp_path) == []
+    schema = json.loads((tmp_path / "WorkerFile.avsc").read_text())
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != "training_hours"]
+    (tmp_path / "WorkerFile.avsc").write_text(render(schema))
+    (tmp_path / "Gone.avsc").write_text("{}")
+    (tmp_path / "ServiceEvent.avsc").unlink()
+    assert stale_files(tmp_path) == ["Gone", "ServiceEvent", "WorkerFile"]
+
+
+def test_generation_is_deterministic():
+    assert {n: render(s) for n, s in generate_schemas().items()} == {n: render(s) for n, s in generate_schemas().items()}
+
+
+# --- the mapping ----------------------------------------------------------------------------
+
+def _field(schema: dict, name: str) -> dict:
+    return next(f for f in schema["fields"] if f["name"] == name)
+
+
+def test_every_schema_parses_and_is_namespaced():
+    for name, schema in load_schemas(SCHEMA_DIR).items():
+        assert schema["name"] == name and schema["namespace"] == NAMESPACE and schema["type"] == "record"
+        fastavro.parse_schema(schema)  # also fails when a named type is defined twice
+
+
+def test_event_is_one_record_with_a_payload_union_per_type():
+    event = generate_schemas()["Event"]
+    assert [f["name"] for f in event["fields"]] == [
+        "event_id", "type", "ssn", "occurred_at", "source", "corrects", "payload", "ssn_legacy"]
+    assert _field(event, "type")["type"] == "string"
+    assert _field(event, "occurred_at") == {"name": "occurred_at", "type": "string", "doc": TIMESTAMP_DOC}
+    assert _field(event, "corrects") == {"name": "corrects", "type": ["null", "string"], "default": None}
+    assert _field(event, "ssn_legacy") == {"name": "ssn_legacy", "type": ["null", "string"], "default": None}
+    branches = _field(event, "payload")["type"]
+    assert [b["name"] for b in branches] == [c.model_fields["payload"].annotation.__name__ for c in EVENT_CLASSES]
+    assert len(branches) == 14
+    insurance = {b["name"]: b for b in branches}
+    assert _field(insurance["InsuranceEnrolledPayload"], "scheme")["type"]["type"] == "enum"
+    assert _field(insurance["InsuranceSuspendedPayload"], "scheme")["type"] == "Scheme"  # defined once, then by name
+
+
+def test_output_schemas_map_dates_enums_and_strings():
+    schemas = generate_schemas()
+    file = schemas["WorkerFile"]
+    assert _field(file, "birth_date")["type"] == {"type": "int", "logicalType": "date"}
+    assert _field(file, "sex")["type"] == {"type": "enum", "name": "WorkerFileSex", "symbols": ["male", "female"]}
+    assert _field(file, "card")["type"][0] == "null" and _field(file, "card")["default"] is None
+    assert _field(file, "applied_events")["type"] == "long"
+    rejected = schemas["RejectedEvent"]
+    # "utf-8" is not an Avro name: the Literal becomes a string, its default kept
+    assert _field(rejected, "input_encoding") == {"name": "input_encoding", "type": "string", "default": "utf-8"}
+    assert _field(rejected, "input")["type"] == "string"
+    assert "doc" in rejected and "doc" in file
+
+
+class Part(BaseModel):
+    code: str
+
+
+class Toy(BaseModel):
+    """A toy model with every mapped type."""
+
+    name: str
+    count: int
+    ok: bool
+    share: float
+    day: dt.date
+    at: dt.datetime
+    shade: Literal["light", "dark"]
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    level: SkillLevel | None = None
+    best: SkillLevel
+    note: str | None
+    parts: list[Part]
+    spare: Part | None = None
+
+
+def test_type_mapping_of_a_toy_model():
+    skill_levels = list(SkillLevel.__args__)
+    assert model_schema(Toy) == {
+        "type": "record", "name": "Toy", "namespace": NAMESPACE, "doc": "A toy model with every mapped type.",
+        "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "count", "type": "long"},
+            {"name": "ok", "type": "boolean"},
+            {"name": "share", "type": "double"},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "at", "type": "string", "doc": TIMESTAMP_DOC},
+            {"name": "shade", "type": {"type": "enum", "name": "ToyShade", "symbols": ["light", "dark"]}},
+            {"name": "encoding", "type": "string", "default": "utf-8"},
+            {"name": "level", "type": ["null", {"type": "enum", "name": "SkillLevel", "symbols": skill_levels}],
+             "default": None},
+            {"name": "best", "type": "SkillLevel"},
+            {"name": "note", "type": ["null", "string"], "default": None},
+            {"name": "parts", "type": {"type": "array", "items": {
+                "type": "record", "name": "Part", "fields": [{"name": "code", "type": "string"}]}}},
+            {"name": "spare", "type": ["null", "Part"], "default": None},
+        ],
+    }
+
+
+def test_unmapped_types_fail_loudly():
+    class Bad(BaseModel):
+        counts: dict[str, int]
+
+    with pytest.raises(TypeError, match="Bad.counts"):
+        model_schema(Bad)
+
+
+# --- released versions -------------------------------------------------------------------
+
+def test_released_versions_are_never_edited():
+    found = {version: {name: schema_fingerprint(s).hex() for name, s in schemas.items()}
+             for version, schemas in released_versions().items()}
+    assert found == RELEASED_FINGERPRINTS
+
+
+def test_current_schemas_read_every_released_version():
+    current = load_schemas(SCHEMA_DIR)
+    for version, schemas in released_versions().items():
+        for name, released in schemas.items():
+            assert name in current, f"{name} of version {version} has no current schema"
+            assert check_backward_compatible(released, current[name]) == [], (version, name)
+
+
+def _released_pairs():
+    current = load_schemas(SCHEMA_DIR)
+    return [pytest.param(released, current[name], id=f"v{version}-{name}")
+            for version, schemas in released_versions().items() for name, released in schemas.items()]
+
+
+def _payload_branches(event_schema: dict) -> list[tuple[str, dict]]:
+    """(full record name, single-branch Event schema) per payload record, so that data
+    generated for one branch is written with that branch (the payloads look alike)."""
+    expanded = fastavro.parse_schema(event_schema, expand=True)
+    payload = next(f for f in expanded["fields"] if f["name"] == "payload")
+    result = []
+    for branch in payload["type"]:
+        single = copy.deepcopy({k: v for k, v in expanded.items() if not k.startswith("__")})
+        next(f for f in single["fields"] if f["name"] == "payload")["type"] = branch
+        result.append((branch["name"], single))
+    return result
+
+
+def _generated_records(schema: dict, count: int) -> list:
+    """Random records of a schema; Event payloads in fastavro's (name, record) notation."""
+    if schema["name"] != "Event":
+        return list(generate_many(schema, count))
+    records = []
+    for branch_name, single in _payload_branches(schema):
+        for record in generate_many(single, count // 10 + 1):
+            records.append({**record, "payload": (branch_name, record["payload"])})
+    return records
+
+
+def _days(value):
+    return (value - dt.date(1970, 1, 1)).days if isinstance(value, dt.date) else value
+
+
+def _assert_read_back(written, read, path="record"):
+    """What was written is read back, field by field (fields the reader lacks are skipped)."""
+    if isinstance(written, tuple):  # (record name, record) of a union
+        written = written[1]
+    if isinstance(read, tuple):
+        read = read[1]
+    if isinstance(written, dict):
+        for key in written.keys() & read.keys():
+            _assert_read_back(written[key], read[key], f"{path}.{key}")
+    elif isinstance(written, list):
+        assert len(written) == len(read), path
+        for i, (w, r) in enumerate(zip(written, read)):
+            _assert_read_back(w, r, f"{path}[{i}]")
+    else:
+        assert _days(written) == _days(read), path
+
+
+@pytest.mark.parametrize(("released", "current"), _released_pairs())
+def test_data_of_a_released_version_reads_with_the_current_schema(released, current, seeded_random):
+    writer, reader = fastavro.parse_schema(released), fastavro.parse_schema(current)
+    records = _generated_records(released, 200)
+    for record in records:
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, writer, record)
+        body.seek(0)
+        read = fastavro.schemaless_reader(body, writer, reader, return_record_name=True,
+                                          return_record_name_override=True)
+        _assert_read_back(record, read)
+        if released["name"] == "Event":
+            assert read["payload"][0] == record["payload"][0]  # the same branch, by name
+
+
+# --- the compatibility check, both ways ------------------------------------------------------
+
+THING = {
+    "type": "record", "name": "Thing", "namespace": NAMESPACE, "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "count", "type": "int"},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "colour", "type": {"type": "enum", "name": "Colour", "symbols": ["red", "green", "blue"]}},
+        {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "body", "type": [
+            {"type": "record", "name": "A", "fields": [{"name": "a", "type": "string"}]},
+            {"type": "record", "name": "B", "fields": [{"name": "b", "type": "long"}]}]},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+    ],
+}
+
+
+def _changed(change) -> dict:
+    schema = copy.deepcopy(THING)
+    change(schema)
+    return schema
+
+
+def _field_of(schema: dict, name: str) -> dict:
+    return next(f for f in schema["fields"] if f["name"] == name)
+
+
+def _add(field: dict):
+    return lambda s: s["fields"].append(field)
+
+
+def _set_type(name: str, new_type):
+    return lambda s: _field_of(s, name).update(type=new_type)
+
+
+COMPATIBLE = {
+    "unchanged": lambda s: None,
+    "added optional field": _add({"name": "extra", "type": ["null", "long"], "default": None}),
+    "added field with a default": _add({"name": "unit", "type": "string", "default": "pcs"}),
+    "removed field": lambda s: s["fields"].remove(_field_of(s, "note")),
+    "int promoted to long": _set_type("count", "long"),
+    "enum symbol added": lambda s: _field_of(s, "colour")["type"]["symbols"].append("black"),
+    "union branch added": lambda s: _field_of(s, "body")["type"].append(
+        {"type": "record", "name": "C", "fields": [{"name": "c", "type": "boolean"}]}),
+    "field made nullable": _set_type("id", ["null", "string"]),
+    "field renamed with an alias": lambda s: _field_of(s, "count").update(name="total", aliases=["count"]),
+    "record renamed with an alias": lambda s: s.update(name="Item", aliases=["Thing"]),
+}
+
+# change, the problem it must report, and whether fastavro itself then fails to read old data
+INCOMPATIBLE = {
+    "added field without default": (_add({"name": "extra", "type": "long"}), "Thing.extra: new field without a default", True),
+    "type changed": (_set_type("id", "long"), "Thing.id: type changed from string to long", True),
+    "enum symbol removed": (lambda s: _field_of(s, "colour")["type"]["symbols"].remove("green"),
+                            "Thing.colour: enum symbols removed: green", True),
+    "union branch removed": (lambda s: _field_of(s, "body")["type"].pop(),
+                             "Thing.body[B]: B is no longer a branch of the union (A)", True),
+    "nested record renamed": (lambda s: _field_of(s, "body")["type"][0].update(name="A2"),
+                              "Thing.body[A]: A is no longer a branch of the union (A2, B)", True),
+    "nullable made required": (lambda s: _field_of(s, "note").update(type="string", default="-"),
+                               "Thing.note: type changed from null to string", True),
+    "array items changed": (_set_type("tags", {"type": "array", "items": "long"}),
+                            "Thing.tags[]: type changed from string to long", True),
+    "date became a plain int": (_set_type("day", "int"), "Thing.day: logical type changed from date to None", False),
+}
+
+
+@pytest.mark.parametrize("change", COMPATIBLE.values(), ids=COMPATIBLE.keys())
+def test_compatible_changes_report_nothing(change, seeded_random):
+    new = _changed(change)
+    assert check_backward_compatible(THING, new) == []
+    writer, reader = fastavro.parse_schema(THING), fastavro.parse_schema(new)
+    for record in generate_many(THING, 50):  # and fastavro agrees: old data reads
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, writer, record)
+        body.seek(0)
+        fastavro.schemaless_reader(body, writer, reader)
+
+
+@pytest.mark.parametrize(("change", "problem", "fastavro_fails"), INCOMPATIBLE.values(), ids=INCOMPATIBLE.keys())
+def test_incompatible_changes_are_reported(change, problem, fastavro_fails, seeded_random):
+    new = _changed(change)
+    assert problem in check_backward_compatible(THING, new)
+    if fastavro_fails:  # fastavro agrees: some old data no longer reads
+        writer, reader = fastavro.parse_schema(THING), fastavro.parse_schema(new)
+        failures = 0
+        for record in generate_many(THING, 50):
+            body = io.BytesIO()
+            fastavro.schemaless_writer(body, writer, record)
+            body.seek(0)
+            try:
+                fastavro.schemaless_reader(body, writer, reader)
+            except Exception:
+                failures += 1
+        assert failures > 0
+
+
+def test_a_long_does_not_read_as_an_int():
+    old = _changed(_set_type("count", "long"))
+    assert check_backward_compatible(old, THING) == ["Thing.count: type changed from long to int"]
+
+
+def test_an_incompatible_change_of_a_real_schema_would_be_caught():
+    released = released_versions()["1"]
+    current = load_schemas(SCHEMA_DIR)
+
+    file = copy.deepcopy(current["WorkerFile"])
+    file["fields"].append({"name": "employer_count", "type": "long"})
+    assert check_backward_compatible(released["WorkerFile"], file) == [
+        "WorkerFile.employer_count: new field without a default"]
+
+    event = copy.deepcopy(current["Event"])
+    payload = _field_of(event, "payload")
+    payload["type"] = [b for b in payload["type"] if b["name"] != "HonorAwardedPayload"]
+    assert check_backward_compatible(released["Event"], event) == [
+        "Event.payload[HonorAwardedPayload]: HonorAwardedPayload is no longer a branch of the union "
+        f"({', '.join(b['name'] for b in payload['type'])})"]
+
+    change = copy.deepcopy(current["WorkerFileChange"])
+    _field_of(change, "version")["type"] = "string"
+    assert check_backward_compatible(released["WorkerFileChange"], change) == [
+        "WorkerFileChange.version: type changed from long to string"]
