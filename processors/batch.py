@@ -7,6 +7,7 @@ Pure: the caller reads the file and writes the outputs. Uses the same `validate_
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -61,18 +62,30 @@ class BatchFold:
 
     def _reject(self, rejection: Rejection, line, line_no: int, file: str | None, event_id: str | None) -> str:
         self.counts.rejected += 1
-        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-        if event_id is None:
+        text, encoding = _original_text(line)
+        if event_id is None and encoding == "utf-8":
             event_id = _event_id_of(text)
         self.rejects.append({
             "reason": rejection.reason, "message": rejection.message, "field": rejection.field,
-            "event_id": event_id, "file": file, "line": line_no, "input": text.rstrip("\r\n"),
+            "event_id": event_id, "file": file, "line": line_no, "input": text, "input_encoding": encoding,
         })
         return "rejected"
 
     def files(self) -> list[dict]:
         """Every worker's file, sorted by ssn."""
         return [derive_file(self.states[ssn]) for ssn in sorted(self.states)]
+
+
+def _original_text(line: str | bytes) -> tuple[str, str]:
+    """The original line without its line break, and how it is encoded in the reject:
+    as text, or base64 when the bytes are not UTF-8 (schemas.outputs.RejectedEvent)."""
+    if isinstance(line, bytes):
+        raw = line.rstrip(b"\r\n")
+        try:
+            return raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii"), "base64"
+    return line.rstrip("\r\n"), "utf-8"
 
 
 def _event_id_of(text: str) -> str | None:

@@ -115,7 +115,7 @@ class WorkerFile(Frozen):
 
 FILE_SECTIONS: tuple[str, ...] = (
     "aliases", "card", "employments", "current_employers", "trainings", "training_hours",
-    "certificates", "highest_skill_level", "insurance", "honors", "services", "issues",
+    "certificates", "highest_skill_level", "insurance", "honors", "services", "issues", "applied_events",
 )
 
 

@@ -125,7 +125,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
             await process_batch(stream, batch)
 
+    seen = {"messages": 0}
+
     async def process_batch(stream, batch) -> None:
+        seen["messages"] += len(batch)
+        log.info("batch of %d messages (%d so far)", len(batch), seen["messages"])
         pending = []  # delivery futures
         by_worker: dict[str, list] = defaultdict(list)
         anchor: dict[str, faust.EventT] = {}  # one event of each worker: its partition

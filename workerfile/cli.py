@@ -77,6 +77,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Local Kafka, topics, a worker, a published population, and one worker's file."""
+    from workerfile.demo import run_demo
+
+    return run_demo(workers=args.workers, seed=args.seed, keep=args.keep, data_dir=args.data_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workerfile", description="One electronic file per industrial worker.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir", default=None, help="RocksDB directory (env WORKERFILE_DATA_DIR)")
     worker.add_argument("--loglevel", default="warning")
     worker.set_defaults(func=cmd_worker)
+    demo = sub.add_parser("demo", help="run the whole pipeline locally on a generated population")
+    demo.add_argument("--workers", type=int, default=200, help="size of the generated population")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--data-dir", default=None, help="where Kafka and the worker keep data (default: a temp dir)")
+    demo.add_argument("--keep", action="store_true", help="leave the broker and the worker running at the end")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,122 @@
+"""The stream's message handling without a broker: intake (decode, validate, re-key,
+reject) and fold_batch (what is published for a worker's batch)."""
+
+from __future__ import annotations
+
+import base64
+
+from processors.identity import make_org_code, make_ssn
+from processors.intake import validate_event
+from streams import codec
+from streams.handler import Origin, fold_batch, intake_message, load_state
+from streams.topics import REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
+
+SSN = make_ssn("11010519800101001")
+ORG = make_org_code("91440300192203821")
+ORIGIN = Origin("insurance-events", 2, 17)
+
+
+def event(event_id: str, kind: str, payload: dict, ssn: str = SSN, **extra) -> dict:
+    return {"event_id": event_id, "type": kind, "ssn": ssn, "occurred_at": "2025-01-15T10:00:00+08:00",
+            "source": ORG, "corrects": None, "payload": payload, **extra}
+
+
+def contribution(event_id: str, month: str, scheme: str = "unemployment") -> dict:
+    return event(event_id, "insurance.contribution", {"scheme": scheme, "month": month, "region": "110105",
+                                                     "base_cny": 5000, "employer_amount_cny": 800,
+                                                     "personal_amount_cny": 400})
+
+
+def wire(data: dict) -> bytes:
+    return codec.encode_event(validate_event(data))
+
+
+def folded_input(data: dict):
+    value = wire(data)
+    intake = intake_message(SSN.encode(), value, ORIGIN)
+    assert intake.event is not None
+    return intake.event, SSN.encode(), value, ORIGIN
+
+
+def test_intake_rejects_bytes_that_are_not_avro_with_origin_and_original_bytes():
+    intake = intake_message(b"k", b"\xff\x00garbage", ORIGIN)
+    assert intake.status == "rejected" and intake.event is None
+    [record] = intake.records
+    assert record.topic == REJECTED_EVENTS and record.key == b"k"
+    _, rejected = codec.decode(record.value)
+    assert rejected["reason"] == "malformed"
+    assert (rejected["topic"], rejected["partition"], rejected["offset"]) == ("insurance-events", 2, 17)
+    assert rejected["input_encoding"] == "base64"
+
+
+def test_intake_rejects_an_invalid_ssn_without_printing_it():
+    bad = contribution("e-bad", "2025-01") | {"ssn": SSN[:17] + ("1" if SSN[17] != "1" else "2")}
+    intake = intake_message(b"k", codec.encode("Event", bad), ORIGIN)
+    _, rejected = codec.decode(intake.records[0].value)
+    assert rejected["reason"] == "invalid_ssn" and rejected["event_id"] == "e-bad"
+    assert bad["ssn"] not in rejected["message"]
+
+
+def test_intake_rekeys_an_event_keyed_by_the_legacy_number():
+    legacy_ssn = make_ssn("13050319670401001")  # born 1967: has a 15-digit legacy form
+    legacy = legacy_ssn[:6] + legacy_ssn[8:17]
+    data = contribution("e-legacy", "2025-01") | {"ssn": legacy}
+    intake = intake_message(legacy.encode(), codec.encode("Event", data), ORIGIN)
+    assert intake.status == "rekeyed"
+    [record] = intake.records
+    assert record.topic == REKEYED_EVENTS and record.key == legacy_ssn.encode()
+    again = codec.decode_event(record.value)
+    assert again["ssn"] == legacy_ssn and again["ssn_legacy"] == legacy
+
+
+def test_fold_batch_publishes_file_and_change_then_nothing_for_a_duplicate():
+    state = load_state(SSN, None)
+    first = fold_batch(state, [folded_input(contribution("c1", "2025-01"))])
+    topics = [r.topic for r in first.records]
+    assert topics == [WORKER_FILES, WORKER_FILE_CHANGES]
+    _, change = codec.decode(first.records[1].value)
+    assert change["version"] == 1 and change["event_ids"] == ["c1"]
+    again = fold_batch(first.state, [folded_input(contribution("c1", "2025-01"))])
+    assert again.duplicates == 1 and again.records == []
+
+
+def test_a_change_of_applied_events_alone_is_published():
+    # a second contribution for a month already counted changes nothing but applied_events
+    state = fold_batch(load_state(SSN, None), [folded_input(contribution("c1", "2025-01"))]).state
+    second = fold_batch(state, [folded_input(contribution("c2", "2025-01"))])
+    files = [codec.decode(r.value)[1] for r in second.records if r.topic == WORKER_FILES]
+    assert len(files) == 1 and files[0]["applied_events"] == 2
+    _, change = codec.decode(next(r.value for r in second.records if r.topic == WORKER_FILE_CHANGES))
+    assert change["changed_sections"] == ["applied_events"] and change["version"] == 2
+
+
+def test_a_grant_is_offered_once_with_a_stable_service_id():
+    events = [folded_input(contribution(f"c{m}", f"2024-{m:02d}")) for m in range(1, 13)]
+    cert = event("cert", "certificate.issued", {"certificate_no": "S1", "kind": "skill_level",
+                                                "occupation_code": "6-18-01-01", "level": "junior",
+                                                "issued_on": "2024-12-20"})
+    first = fold_batch(load_state(SSN, None), events + [folded_input(cert)])
+    assert len(first.grants) == 1
+    service_id, record = first.grants[0]
+    assert record.topic == WORKER_SERVICES
+    _, service = codec.decode(record.value)
+    assert service["service_id"] == service_id and service["grant"]["apply_by"] == "2025-12-20"
+    later = fold_batch(first.state, [folded_input(contribution("c13", "2025-01"))])
+    assert later.grants == []
+
+
+def test_fold_batch_rejects_a_conflicting_event_id_with_its_origin():
+    state = fold_batch(load_state(SSN, None), [folded_input(contribution("c1", "2025-01"))]).state
+    conflicting = folded_input(contribution("c1", "2025-02"))
+    out = fold_batch(state, [conflicting])
+    assert out.rejected == 1
+    [record] = out.records
+    _, rejected = codec.decode(record.value)
+    assert rejected["reason"] == "event_id_conflict" and rejected["offset"] == 17
+    assert original_bytes(rejected) == conflicting[2]  # the message exactly as it was sent
+
+
+def original_bytes(rejected: dict) -> bytes:
+    if rejected["input_encoding"] == "base64":
+        return base64.b64decode(rejected["input"])
+    return rejected["input"].encode()
