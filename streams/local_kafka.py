@@ -1,0 +1,150 @@
+"""Throw-away single-node Kafka brokers for tests and development.
+
+Wraps ``deploy/kafka/kafka.sh`` (a real Apache Kafka broker in KRaft mode, run
+from jars fetched by Maven).  Each instance has its own ports and data
+directory, so several brokers can run side by side::
+
+    with LocalKafka() as kafka:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+
+Standard library only.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+KAFKA_SH = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "kafka.sh"
+
+# Generous: the first start may run Maven to fetch the broker jars.
+_COMMAND_TIMEOUT = 900
+
+
+def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
+    """Return `count` distinct TCP ports that are currently free on `host`."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class LocalKafka:
+    """A single-node Kafka broker on 127.0.0.1, started and stopped via kafka.sh.
+
+    port, controller_port: picked among free ports when None.  data_dir:
+    broker state, kept; when None a temporary directory, deleted by stop().
+    extra_config: extra server.properties lines.  heap: JVM heap flags
+    (default: kafka.sh's).  The log is in data_dir/kafka.log.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: str | os.PathLike | None = None,
+        *,
+        controller_port: int | None = None,
+        extra_config: str | None = None,
+        heap: str | None = None,
+        start_timeout: int = 60,
+    ):
+        self._auto_ports = port is None and controller_port is None
+        self._pick_ports(port, controller_port)
+        self._temp_dir = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="local-kafka-") if data_dir is None else data_dir).resolve()
+        self.extra_config = extra_config
+        self.heap = heap
+        self.start_timeout = start_timeout
+        self._started = False
+
+    def _pick_ports(self, port, controller_port):
+        candidates = [p for p in free_ports(3) if p not in (port, controller_port)]
+        self.port = port or candidates.pop(0)
+        self.controller_port = controller_port or candidates.pop(0)
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers string for clients, e.g. "127.0.0.1:40123"."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        """The broker's log (stdout/stderr of the JVM)."""
+        return self.data_dir / "kafka.log"
+
+    def _run(self, command: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env.update(
+            KAFKA_PORT=str(self.port),
+            KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            KAFKA_DATA_DIR=str(self.data_dir),
+            KAFKA_START_TIMEOUT=str(self.start_timeout),
+            # kafka.sh stops the broker if this process dies without stop().
+            KAFKA_OWNER_PID=str(os.getpid()),
+        )
+        if self.extra_config is not None:
+            env["KAFKA_EXTRA_CONFIG"] = self.extra_config
+        if self.heap is not None:
+            env["KAFKA_HEAP"] = self.heap
+        return subprocess.run(
+            ["bash", str(KAFKA_SH), command],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT,
+        )
+
+    def start(self) -> "LocalKafka":
+        """Start the broker and wait until it serves requests; returns self."""
+        for attempt in range(3):
+            result = self._run("start")
+            if result.returncode == 0:
+                break
+            # An auto-picked port may have been taken meanwhile: pick again.
+            if self._auto_ports and "Address already in use" in result.stderr and attempt < 2:
+                self._pick_ports(None, None)
+                continue
+            raise RuntimeError(
+                f"local Kafka failed to start on {self.bootstrap} "
+                f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+        if not self._started:
+            self._started = True
+            atexit.register(self.stop)
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (no-op if not running); delete a temporary data dir."""
+        if self.data_dir.exists():
+            result = self._run("stop")
+            if result.returncode != 0:
+                raise RuntimeError(f"local Kafka stop failed:\n{result.stdout}{result.stderr}")
+        if self._temp_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self._started:
+            self._started = False
+            atexit.unregister(self.stop)
+
+    def is_running(self) -> bool:
+        """True when the broker process for this data dir is alive."""
+        return self.data_dir.exists() and self._run("status").returncode == 0
+
+    def __enter__(self) -> "LocalKafka":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LocalKafka(bootstrap={self.bootstrap!r}, data_dir={str(self.data_dir)!r})"
