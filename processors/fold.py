@@ -131,6 +131,8 @@ def fold_event(state: WorkerState, event: Envelope) -> Outcome:
     seen = state.records.get(event.event_id)
     if seen is not None:
         if seen.fingerprint == record.fingerprint:
+            if event.ssn_legacy:  # a copy sent with the legacy number: the alias is still seen
+                state.aliases.add(event.ssn_legacy)
             return Outcome(DUPLICATE)
         return Outcome(REJECTED, Rejection(
             "event_id_conflict", f"event_id {event.event_id} was already used for an event with other content",
@@ -174,32 +176,41 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
 # --- state (de)serialisation, for the faust table and its changelog ---------------------
 
 def state_to_bytes(state: WorkerState) -> bytes:
-    """Serialise a state compactly (JSON; records as arrays)."""
+    """Serialise a state compactly: JSON, each record an array whose type and source are
+    indexes into tables written once."""
+    types: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    records = {}
+    for eid, r in state.records.items():
+        t = types.setdefault(r.type, len(types))
+        s = sources.setdefault(r.source, len(sources))
+        data = list(r.data) if isinstance(r.data, tuple) else r.data
+        records[eid] = [t, r.fingerprint, r.occurred, r.corrects, s, data]
     return orjson.dumps({
-        "v": 1,
+        "v": 2,
         "ssn": state.ssn,
         "aliases": sorted(state.aliases),
         "announced": sorted(state.announced_grants),
         "version": state.version,
         "sections": state.section_digests,
-        "records": {
-            eid: [r.type, r.fingerprint, r.occurred, r.corrects, r.source,
-                  list(r.data) if isinstance(r.data, tuple) else r.data]
-            for eid, r in state.records.items()
-        },
+        "types": list(types),
+        "sources": list(sources),
+        "records": records,
     })
 
 
 def state_from_bytes(blob: bytes) -> WorkerState:
     """Inverse of `state_to_bytes`."""
     raw = orjson.loads(blob)
-    if raw.get("v") != 1:
+    if raw.get("v") != 2:
         raise ValueError(f"unknown state format version {raw.get('v')!r}")
+    types = [sys.intern(t) for t in raw["types"]]
+    sources = [sys.intern(s) for s in raw["sources"]]
     records = {}
-    for eid, (kind, fp, occurred, corrects, source, data) in raw["records"].items():
+    for eid, (t, fp, occurred, corrects, s, data) in raw["records"].items():
         if isinstance(data, list):
             data = tuple(sys.intern(x) if x is not None else None for x in data)
-        records[eid] = Record(sys.intern(kind), fp, occurred, corrects, sys.intern(source), data)
+        records[eid] = Record(types[t], fp, occurred, corrects, sources[s], data)
     normalise_ssn(raw["ssn"])  # a corrupt key must not pass silently
     return WorkerState(
         ssn=raw["ssn"], aliases=set(raw["aliases"]), records=records,

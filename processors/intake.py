@@ -56,11 +56,12 @@ def validate_event(data: Any, now: dt.datetime | None = None) -> Envelope | Reje
     if not isinstance(data, dict):
         return Rejection("schema", f"an event must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    model = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if not isinstance(kind, str):
+        problem = "missing field" if kind is None else f"must be a string, got {type(kind).__name__}"
+        return Rejection("schema", f"type: {problem}", "type")
+    model = EVENT_TYPES.get(kind)
     if model is None:
-        if kind is None:
-            return Rejection("schema", "type: missing field", "type")
-        return Rejection("unknown_type", f"type: unknown event type {str(kind)[:60]!r}", "type")
+        return Rejection("unknown_type", f"type: unknown event type {kind[:60]!r}", "type")
     try:
         event = model.model_validate(data)
     except ValidationError as err:

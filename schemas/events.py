@@ -24,8 +24,8 @@ CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
 # --- field types ----------------------------------------------------------------------
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, ASCII digits only
+_MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def _identity(check):
@@ -43,7 +43,7 @@ def _date(value: Any) -> dt.date:
         return value
     if not isinstance(value, str):
         raise PydanticCustomError("schema", "must be a date string YYYY-MM-DD")
-    if not _DATE_RE.match(value):
+    if not _DATE_RE.fullmatch(value):
         raise PydanticCustomError("invalid_date", "must be a date YYYY-MM-DD")
     try:
         return dt.date.fromisoformat(value)
@@ -54,7 +54,7 @@ def _date(value: Any) -> dt.date:
 def _month(value: Any) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("schema", "must be a month string YYYY-MM")
-    m = _MONTH_RE.match(value)
+    m = _MONTH_RE.fullmatch(value)
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise PydanticCustomError("invalid_date", "must be a month YYYY-MM")
     return value

@@ -108,6 +108,7 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
     rejection record for each event the fold rejected."""
     out = Folded(state=state)
     applied: list[str] = []
+    aliases_before = len(state.aliases)
     for event, key, value, origin in events:
         outcome = fold_event(state, event)
         if outcome.status == ACCEPTED:
@@ -118,7 +119,7 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
         else:
             out.rejected += 1
             out.records.append(rejection_record(outcome.rejection, key, value, origin, event.event_id))
-    if not applied:
+    if not applied and len(state.aliases) == aliases_before:
         return out
     file = derive_file(state)
     changed = record_change(state, file)

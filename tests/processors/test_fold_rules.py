@@ -73,9 +73,6 @@ def test_alias_is_not_kept_from_a_rejected_event():
     assert batch.files()[0]["aliases"] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fold.py: a re-delivery in the legacy form is a duplicate and does not add the alias, "
-    "so `aliases` depends on which copy arrived first (contract section 4); reported"))
 def test_alias_does_not_depend_on_which_copy_of_an_event_arrives_first():
     modern = make_event("card.issued", ssn=SSN_C)
     legacy = {**modern, "ssn": SSN_C_LEGACY}
