@@ -97,6 +97,13 @@ SKILL_LADDER: tuple[str, ...] = SkillLevel.__args__  # lowest first
 HonorTitle = Literal["national_craftsman", "provincial_craftsman", "city_craftsman", "model_worker", "competition_award"]
 
 
+def _legacy_number(legacy: str) -> str | None:
+    try:
+        return normalise_ssn(legacy).number if len(legacy) == 15 else None
+    except IdentityError:
+        return None
+
+
 class Strict(BaseModel):
     """Base of every contract model: frozen, no extra fields, no type coercion."""
 
@@ -234,25 +241,29 @@ class Envelope(Strict):
     @model_validator(mode="before")
     @classmethod
     def _normalise_ssn(cls, data: Any) -> Any:
-        """Normalise `ssn` (contract section 1) and keep a legacy 15-digit form."""
-        if isinstance(data, dict) and isinstance(data.get("ssn"), str):
-            try:
-                ssn = normalise_ssn(data["ssn"])
-            except IdentityError as err:
-                raise PydanticCustomError(err.reason, err.message) from None
-            if ssn.legacy and "ssn_legacy" not in data:
-                return {**data, "ssn": ssn.number, "ssn_legacy": ssn.legacy}
-            if ssn.number != data["ssn"]:
-                return {**data, "ssn": ssn.number}
-        return data
-
-    @model_validator(mode="after")
-    def _check_envelope(self):
-        if self.corrects is not None and self.corrects == self.event_id:
+        """Normalise `ssn` (contract section 1) and keep a legacy 15-digit form; check
+        that an event does not correct itself. (One Python hook per event: hot path.)"""
+        if not isinstance(data, dict):
+            return data
+        corrects = data.get("corrects")
+        if corrects is not None and corrects == data.get("event_id"):
             raise PydanticCustomError("self_correction", "corrects must name another event, not itself")
-        if self.ssn_legacy is not None and normalise_ssn(self.ssn_legacy).number != self.ssn:
-            raise PydanticCustomError("legacy_mismatch", "ssn_legacy does not upgrade to ssn")
-        return self
+        raw = data.get("ssn")
+        if not isinstance(raw, str):
+            return data
+        try:
+            ssn = normalise_ssn(raw)
+        except IdentityError as err:
+            raise PydanticCustomError(err.reason, err.message) from None
+        given_legacy = data.get("ssn_legacy")
+        if given_legacy is not None:
+            if not isinstance(given_legacy, str) or _legacy_number(given_legacy) != ssn.number:
+                raise PydanticCustomError("legacy_mismatch", "ssn_legacy does not upgrade to ssn")
+        elif ssn.legacy:
+            return {**data, "ssn": ssn.number, "ssn_legacy": ssn.legacy}
+        if ssn.number != raw:
+            return {**data, "ssn": ssn.number}
+        return data
 
 
 class TrainingEnrolled(Envelope):
