@@ -163,7 +163,7 @@ def _employments(by_type: dict, issues: list[dict]) -> list[dict]:
         else:  # held until its start arrives
             issues.append({"code": "employment_end_without_start", "event_id": eid})
     result = []
-    for key in sorted(starts):
+    for key in sorted(starts, key=lambda k: (k[1], k[0])):  # by (start_date, employer)
         d, end = starts[key], ends.get(key)
         result.append({
             "employer": d["employer"],

@@ -29,6 +29,7 @@ from streams import codec
 from streams.handler import Origin, dump_state, fold_batch, intake_message, load_state
 from streams.settings import StreamSettings
 from streams.topics import EVENT_TOPICS, REKEYED_EVENTS, WORKER_SERVICES
+from streams.web import register_web
 
 log = logging.getLogger("workerfile.stream")
 BATCH_MAX = 500
@@ -96,13 +97,18 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        canonical_url=f"http://127.0.0.1:{settings.web_port or 6066}",
         table_standby_replicas=0,
         key_serializer="raw",
         value_serializer="raw",
     )
     sources = app.topic(*EVENT_TOPICS, REKEYED_EVENTS, key_type=bytes, value_type=bytes,
                         partitions=settings.partitions)
-    states = app.Table("worker-state", default=None, key_type=str, value_type=bytes,
+    # bytes keys (raw, not JSON): the changelog and faust's web router then hash the SSN
+    # exactly as the producers of the event topics do, so a key's table partition is its
+    # event partition
+    states = app.Table("worker-state", default=None, key_type=bytes, value_type=bytes,
                        partitions=settings.partitions)
     ledger = ServiceLedger(settings.broker)
     out_topics: dict[str, faust.TopicT] = {}
@@ -146,7 +152,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         for ssn, events in by_worker.items():
             # faust places table reads and writes in the partition of the "current event"
             in_partition_of(anchor[ssn])
-            folded = fold_batch(load_state(ssn, states.get(ssn)), events)
+            folded = fold_batch(load_state(ssn, states.get(ssn.encode())), events)
             for record in folded.records:
                 pending.append(await topic(record.topic).send(key=record.key, value=record.value))
             if folded.grants:
@@ -163,8 +169,10 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             await asyncio.gather(*pending)
         for ssn, blob in new_states.items():
             in_partition_of(anchor[ssn])
-            states[ssn] = blob
+            states[ssn.encode()] = blob
 
+    if settings.web_port > 0:
+        register_web(app, states)
     app.conf.workerfile_settings = settings  # for commands that need them
     app.states_table = states  # type: ignore[attr-defined]
     return app

@@ -24,6 +24,10 @@ class InvalidEvent(ValueError):
         self.rejection = rejection
 
 
+class DeliveryFailed(RuntimeError):
+    """The broker did not confirm some records."""
+
+
 @dataclass(frozen=True)
 class Delivered:
     event_id: str
@@ -38,7 +42,8 @@ class EventProducer:
     def __init__(self, bootstrap: str, retraction_topic: str = "certification-events", **config):
         self.retraction_topic = retraction_topic
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                       retries=5, **config)
+                                       retries=2**31 - 1, delivery_timeout_ms=120_000, **config)
+        self._pending: list = []
 
     def topic_for(self, event: Envelope) -> str:
         return TOPIC_OF_TYPE.get(event.type, self.retraction_topic)
@@ -57,8 +62,8 @@ class EventProducer:
         """Validate and send one event (dict in canonical JSON form, or a model);
         returns kafka-python's future of the record metadata. Raises InvalidEvent."""
         event = self.checked(event)
-        return self._producer.send(topic or self.topic_for(event), key=event.ssn.encode(),
-                                   value=codec.encode_event(event))
+        return self._track(self._producer.send(topic or self.topic_for(event), key=event.ssn.encode(),
+                                               value=codec.encode_event(event)))
 
     def send_and_confirm(self, event: dict | Envelope, timeout: float = 30) -> Delivered:
         """Send one event and wait until the broker has it."""
@@ -68,10 +73,21 @@ class EventProducer:
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes | None):
         """Send bytes as they are (tests and replays of foreign data)."""
-        return self._producer.send(topic, key=key, value=value)
+        return self._track(self._producer.send(topic, key=key, value=value))
 
-    def flush(self, timeout: float | None = None) -> None:
+    def _track(self, future):
+        self._pending.append(future)
+        return future
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait for every send so far; returns how many were confirmed, and raises
+        DeliveryFailed when any was not (so a batch is never silently incomplete)."""
         self._producer.flush(timeout)
+        pending, self._pending = self._pending, []
+        failed = [f.exception for f in pending if f.failed()]
+        if failed:
+            raise DeliveryFailed(f"{len(failed)} of {len(pending)} records were not delivered: {failed[0]!r}")
+        return len(pending)
 
     def close(self) -> None:
         self._producer.close()

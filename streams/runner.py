@@ -15,13 +15,14 @@ class WorkerProcess:
     """One `workerfile worker` process with its own data directory and log file."""
 
     def __init__(self, bootstrap: str, app_id: str, data_dir: str | os.PathLike, partitions: int = 4,
-                 loglevel: str = "warning", log_path: str | os.PathLike | None = None):
+                 loglevel: str = "warning", log_path: str | os.PathLike | None = None, web_port: int = 0):
         self.bootstrap = bootstrap
         self.app_id = app_id
         self.data_dir = Path(data_dir)
         self.partitions = partitions
         self.loglevel = loglevel
         self.log_path = Path(log_path) if log_path else self.data_dir / "worker.log"
+        self.web_port = web_port
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
@@ -29,11 +30,17 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         cmd = [sys.executable, "-m", "workerfile.cli", "worker", "--broker", self.bootstrap,
                "--app-id", self.app_id, "--data-dir", str(self.data_dir),
-               "--partitions", str(self.partitions), "--loglevel", self.loglevel]
+               "--partitions", str(self.partitions), "--loglevel", self.loglevel,
+               "--web-port", str(self.web_port)]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         log.close()
         return self
+
+    @property
+    def base_url(self) -> str:
+        """Where its HTTP API answers (when started with a web port)."""
+        return f"http://127.0.0.1:{self.web_port}"
 
     @property
     def running(self) -> bool:

@@ -8,6 +8,7 @@ worker's events, state and outputs all live in the same partition number.
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,20 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
                 lines.append(f"verified {s.name} ({n} partitions)")
         if problems:
             raise RuntimeError("topics disagree with deploy/topics.toml: " + "; ".join(problems))
+        _wait_for_leaders(admin, [s.name for s in specs])
         return lines
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin, names: list[str], timeout: float = 30.0) -> None:
+    """New topics take a moment to elect partition leaders; producing before that fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = admin.describe_topics(names)
+        if all(t["error_code"] == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics have no partition leaders after {timeout} s")
+        time.sleep(0.2)

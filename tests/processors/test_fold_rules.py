@@ -365,6 +365,14 @@ def test_employments_are_sorted_and_carry_every_field():
     }
 
 
+def test_employments_are_sorted_by_start_date_before_employer():
+    first_code, last_code = sorted([EMPLOYER_A, EMPLOYER_B])
+    late = make_event("employment.started", payload={"employer": first_code, "start_date": "2022-03-01"})
+    early = make_event("employment.started", payload={"employer": last_code, "start_date": "2018-07-01"})
+    f = same_file_in_every_order(late, early)
+    assert [j["employer"] for j in f["employments"]] == [last_code, first_code]
+
+
 def test_current_employers_are_the_sorted_employers_of_open_employments():
     events = [
         make_event("employment.started", payload={"employer": EMPLOYER_C, "start_date": "2019-01-01"}),

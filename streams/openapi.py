@@ -1,0 +1,105 @@
+"""The OpenAPI 3.1 document of the HTTP API (`streams.web`), generated from the pydantic
+models so it cannot drift from them: `python -m streams.openapi` rewrites
+`streams/openapi.json`; a test fails while the committed file differs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+from pydantic.json_schema import models_json_schema
+
+from schemas.events import EVENT_CLASSES
+from schemas.outputs import WorkerFile
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+REF = "#/components/schemas/{model}"
+
+
+def _error(description: str, reasons: list[str]) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Error"}, "examples": {r: {"value": {"error": r, "message": "..."}} for r in reasons}}}}
+
+
+def build_openapi() -> dict:
+    """The whole document, deterministic."""
+    _, defs = models_json_schema([(m, "validation") for m in (*EVENT_CLASSES, WorkerFile)], ref_template=REF)
+    schemas = dict(sorted(defs["$defs"].items()))
+    event_refs = [{"$ref": REF.format(model=m.__name__)} for m in EVENT_CLASSES]
+    schemas["Event"] = {"oneOf": event_refs, "discriminator": {"propertyName": "type"}}
+    schemas["Error"] = {"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "string", "description": "machine-readable reason"},
+        "message": {"type": "string"}}}
+    schemas["FieldError"] = {"type": "object", "required": ["index", "reason", "message"], "properties": {
+        "index": {"type": "integer", "description": "position of the event in the request"},
+        "reason": {"type": "string", "description": "the contract's reject reason"},
+        "field": {"type": ["string", "null"], "description": "path of the field, e.g. payload.hours"},
+        "message": {"type": "string"}}}
+    schemas["Provenance"] = {"type": "object", "required": ["ssn", "events"], "properties": {
+        "ssn": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "object", "required": ["event_id", "type", "source", "occurred_at"],
+                                               "properties": {"event_id": {"type": "string"}, "type": {"type": "string"},
+                                                              "source": {"type": "string"},
+                                                              "occurred_at": {"type": "string", "format": "date-time"},
+                                                              "corrects": {"type": ["string", "null"]}}}}}}
+    ssn_param = {"name": "ssn", "in": "path", "required": True, "schema": {"type": "string"},
+                 "description": "social-security number (18 characters, or the legacy 15 digits)"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "workerfile", "version": "1",
+                 "description": "One electronic file per industrial worker. Served by every stream worker "
+                                "(`workerfile worker --web-port PORT`); any worker answers any SSN."},
+        "paths": {
+            "/events": {"post": {
+                "summary": "Ingest one event or a batch (all or nothing)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "oneOf": [{"$ref": "#/components/schemas/Event"},
+                              {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "maxItems": 1000}]}}}},
+                "responses": {
+                    "202": {"description": "acknowledged by Kafka (acks=all)", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"accepted": {"type": "array", "items": {"type": "string"}}}}}}},
+                    "400": _error("the body is not JSON, or not 1-1000 events", ["malformed", "schema"]),
+                    "422": {"description": "invalid events; nothing was sent", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"error": {"const": "invalid_events"},
+                                                         "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+                                                         "message": {"type": "string"}}}}}},
+                    "503": _error("the broker did not acknowledge in time; send the batch again (event ids make it harmless)",
+                                  ["unavailable"]),
+                }}},
+            "/workers/{ssn}": {"get": {
+                "summary": "The worker's whole file",
+                "parameters": [ssn_param],
+                "responses": {
+                    "200": {"description": "the file", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/WorkerFile"}}}},
+                    "400": _error("malformed SSN", ["invalid_ssn"]),
+                    "404": _error("no file for this SSN", ["not_found"]),
+                }}},
+            "/workers/{ssn}/events": {"get": {
+                "summary": "The events that shaped the file, with their sources (provenance)",
+                "parameters": [ssn_param],
+                "responses": {
+                    "200": {"description": "provenance", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/Provenance"}}}},
+                    "400": _error("malformed SSN", ["invalid_ssn"]),
+                    "404": _error("no file for this SSN", ["not_found"]),
+                }}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+def render() -> bytes:
+    return orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def main() -> int:
+    OPENAPI_PATH.write_bytes(render())
+    print(f"wrote {OPENAPI_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
