@@ -129,13 +129,10 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     @app.agent(sources)
     async def fold_events(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            await process_batch(stream, batch)
+            await process_batch(batch)
 
-    seen = {"messages": 0}
-
-    async def process_batch(stream, batch) -> None:
-        seen["messages"] += len(batch)
-        log.info("batch of %d messages (%d so far)", len(batch), seen["messages"])
+    async def process_batch(batch) -> None:
+        log.debug("batch of %d messages", len(batch))
         pending = []  # delivery futures
         by_worker: dict[str, list] = defaultdict(list)
         anchor: dict[str, faust.EventT] = {}  # one event of each worker: its partition
@@ -173,6 +170,4 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     if settings.web_port > 0:
         register_web(app, states)
-    app.conf.workerfile_settings = settings  # for commands that need them
-    app.states_table = states  # type: ignore[attr-defined]
     return app

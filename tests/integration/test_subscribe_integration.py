@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from streams.reader import latest_files
+from streams.reader import latest_files, read_topic
 from streams.runner import wait_for
 from tests.integration.conftest import expected_files, publish
 from workerfile.population import generate_population
@@ -43,7 +43,7 @@ def test_each_grant_reaches_the_subscriber_once_across_restarts(kafka, workers, 
         worker = workers(name="w")
         half = len(items) // 2
         publish(kafka.bootstrap, items[:half])
-        wait_for(lambda: len(lines(out)) > 0, 180, what="a first grant")
+        wait_for(lambda: len(read_topic(kafka.bootstrap, "worker-files")) > 20, 180, what="the first files")
         worker.kill()  # the stream worker crashes mid-stream
         subscriber.kill()  # and the subscriber restarts too
         subscriber.wait()
