@@ -73,6 +73,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                        partitions=args.partitions, web_port=args.web_port)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.spinner = None  # its handler sets the root logger to DEBUG: every library log record is built for nothing
     worker.execute_from_commandline()
     return 0
 
@@ -127,6 +128,193 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         return 0
     print(f"workerfile subscribe: {count} {args.what} handed on", file=sys.stderr)
     return 0
+
+
+# --- workerfile stats: workforce statistics from worker-files (docs/statistics.md) -------------
+
+def _stats_db(args: argparse.Namespace) -> str | None:
+    return args.db if args.db is not None else os.environ.get("WORKERFILE_STATS_DB")
+
+
+def _stats_open(args: argparse.Namespace, command: str):
+    """The stats store of --database/--db, or None after printing why not."""
+    from sinks.stats import open_stats_store
+
+    try:
+        return open_stats_store(args.database, _stats_db(args))
+    except Exception as err:  # a path that cannot be opened, a server that refuses
+        print(f"workerfile stats {command}: cannot open the {args.database} database: {err}", file=sys.stderr)
+        return None
+
+
+def _stats_print(figures: dict, as_json: bool) -> None:
+    from workerfile.stats_table import render
+
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(render(figures))
+    sys.stdout.flush()
+
+
+def cmd_stats_show(args: argparse.Namespace) -> int:
+    """Print the live figures of the stats store as tables (or JSON: the body of GET /stats)."""
+    store = _stats_open(args, "show")
+    if store is None:
+        return 1
+    with store:
+        figures = store.stats_json(min_cell=args.min_cell, group=args.group)
+    _stats_print(figures, args.json)
+    return 0
+
+
+def cmd_stats_follow(args: argparse.Namespace) -> int:
+    """Keep the stats store up to date from worker-files (offsets stored with the totals)."""
+    from sinks.runner import SinkError
+    from sinks.stats import follow
+
+    store = _stats_open(args, "follow")
+    if store is None:
+        return 1
+    with store:
+        try:
+            result = follow(store, args.broker, group=args.group, once=args.once, batch_size=args.batch_size)
+        except SinkError as err:
+            print(f"workerfile stats follow: stopped: {err}", file=sys.stderr)
+            return 2
+        except Exception as err:  # the broker unreachable, the database gone
+            print(f"workerfile stats follow: failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+        workers = store.totals().get(("workers",), 0)
+        print(f"workerfile stats follow: {result.summary()}; {workers} workers in the totals", file=sys.stderr)
+    return 0
+
+
+def cmd_stats_serve(args: argparse.Namespace) -> int:
+    """Serve GET /stats and the dashboard (optionally following worker-files in the same process)."""
+    import signal
+    import threading
+
+    from sinks.stats import open_stats_store
+    from sinks.stats_web import Follower, make_server, serve_in_thread
+
+    store = _stats_open(args, "serve")
+    if store is None:
+        return 1
+    try:
+        server = make_server(store, args.host, args.port, min_cell=args.min_cell, group=args.group)
+    except OSError as err:
+        print(f"workerfile stats serve: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        store.close()
+        return 1
+    follower = None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.follow:
+            follower = Follower(lambda: open_stats_store(args.database, _stats_db(args)), args.broker,
+                                group=args.group).start()
+        serve_in_thread(server)
+        print(f"workerfile stats serve: dashboard at {server.url}/dashboard, figures at {server.url}/stats"
+              + (f", following worker-files on {args.broker}" if follower else ""), file=sys.stderr, flush=True)
+        while not stop.wait(1.0):
+            if follower is not None and follower.error is not None:
+                print(f"workerfile stats serve: the consumer stopped: {follower.error}", file=sys.stderr)
+                return 2
+        return 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        if follower is not None:
+            follower.stop()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_stats_recount(args: argparse.Namespace) -> int:
+    """The figures recounted from scratch: from a JSONL of files (`workerfile fold` output) or
+    from the latest files on worker-files (--broker); the reference the live totals must equal."""
+    from processors import stats as st
+
+    if args.files:
+        source = sys.stdin.buffer if args.files == "-" else None
+        if source is None and not Path(args.files).is_file():
+            print(f"workerfile stats recount: no such file: {args.files}", file=sys.stderr)
+            return 1
+        with (source or Path(args.files).open("rb")) as fh:
+            files = [orjson.loads(line) for line in fh if line.strip()]
+    else:
+        from streams.reader import latest_files
+
+        files = list(latest_files(args.broker).values())
+    figures = {"meta": {"topic": "worker-files", "recount": True, "min_cell": args.min_cell},
+               **st.figures(st.recount(files), min_cell=args.min_cell)}
+    _stats_print(figures, args.json)
+    return 0
+
+
+def _min_cell(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def stats_parser(sub) -> None:
+    """The `workerfile stats` group: show (the default), follow, serve, recount."""
+    default_min_cell = os.environ.get("WORKERFILE_STATS_MIN_CELL", "10")
+
+    def store_options(p: argparse.ArgumentParser, top: bool = False) -> None:
+        # the defaults live on `stats` itself, so that `stats --db X show` and `stats show --db X` agree
+        keep = argparse.SUPPRESS
+        p.add_argument("--database", default="sqlite" if top else keep, choices=("sqlite", "postgres"))
+        p.add_argument("--db", default=None if top else keep,
+                       help="sqlite: the database file (default workerfile_stats.sqlite3); "
+                            "postgres: a libpq connection string; env WORKERFILE_STATS_DB")
+        p.add_argument("--group", default="workerfile-stats" if top else keep,
+                       help="name of the consumer's offsets in the database (default workerfile-stats)")
+
+    def figure_options(p: argparse.ArgumentParser, top: bool = False) -> None:
+        p.add_argument("--min-cell", type=_min_cell, default=_min_cell(default_min_cell) if top else argparse.SUPPRESS,
+                       help="no wage figure for a cell with fewer workers (default 10; env WORKERFILE_STATS_MIN_CELL)")
+
+    def broker_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
+                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+
+    stats = sub.add_parser("stats", help="workforce statistics from worker-files: table, consumer, dashboard")
+    store_options(stats, top=True)
+    figure_options(stats, top=True)
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON (the body of GET /stats)")
+    stats.set_defaults(func=cmd_stats_show)
+    actions = stats.add_subparsers(dest="stats_command")
+    show = actions.add_parser("show", help="print the live figures as tables (the default)")
+    store_options(show)
+    figure_options(show)
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                      help="print the figures as JSON (the body of GET /stats)")
+    show.set_defaults(func=cmd_stats_show)
+    follow = actions.add_parser("follow", help="keep the statistics up to date from worker-files")
+    store_options(follow)
+    broker_option(follow)
+    follow.add_argument("--once", action="store_true", help="read up to the current end of the topic, then exit")
+    follow.add_argument("--batch-size", type=int, default=500, help="most records per database transaction")
+    follow.set_defaults(func=cmd_stats_follow)
+    serve = actions.add_parser("serve", help="serve GET /stats and the dashboard page")
+    store_options(serve)
+    figure_options(serve)
+    broker_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--follow", action="store_true", help="also follow worker-files in this process")
+    serve.set_defaults(func=cmd_stats_serve)
+    recount = actions.add_parser("recount", help="the figures recounted from scratch (a files JSONL, or --broker)")
+    recount.add_argument("files", nargs="?", help="JSON lines of worker files, e.g. `workerfile fold` output ('-': stdin)")
+    figure_options(recount)
+    broker_option(recount)
+    recount.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    recount.set_defaults(func=cmd_stats_recount)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--once", action="store_true", help="read up to the current end of the topic, then exit")
     sink.add_argument("--batch-size", type=int, default=500, help="most records per database transaction")
     sink.set_defaults(func=cmd_sink)
+    stats_parser(sub)
     return parser
 
 
