@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import faust
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from processors.fold import WorkerState
 from processors.identity import mask_ssn
 from streams import codec
 from streams.handler import Origin, dump_state, fold_batch, intake_message, load_state
@@ -32,8 +33,9 @@ from streams.topics import EVENT_TOPICS, REKEYED_EVENTS, WORKER_SERVICES
 from streams.web import register_web
 
 log = logging.getLogger("workerfile.stream")
-BATCH_MAX = 500
-BATCH_WITHIN = 0.2  # seconds
+BATCH_MAX = 2000
+BATCH_WITHIN = 0.3  # seconds
+STATE_CACHE_SIZE = 20_000  # decoded worker states kept in memory (the table stays the truth)
 
 
 def in_partition_of(event: faust.EventT) -> None:
@@ -94,6 +96,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval,
         producer_acks=-1,
+        producer_linger=0.01,  # seconds: fewer, larger produce requests
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
@@ -118,18 +121,38 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
         return out_topics[name]
 
+    # Decoded states of recently seen workers, exactly as last written to the table:
+    # saves decoding a state for every batch. Cleared on any rebalance and on any failure
+    # of a batch, so it is never ahead of the table.
+    cache: OrderedDict[str, WorkerState] = OrderedDict()
+
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs) -> None:
         ledger.forget()
+        cache.clear()
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender, assigned, **kwargs) -> None:
         ledger.forget()
+        cache.clear()
+
+    def state_of(ssn: str) -> WorkerState:
+        state = cache.pop(ssn, None)
+        return state if state is not None else load_state(ssn, states.get(ssn.encode()))
+
+    def remember(ssn: str, state: WorkerState) -> None:
+        cache[ssn] = state
+        if len(cache) > STATE_CACHE_SIZE:
+            cache.popitem(last=False)
 
     @app.agent(sources)
     async def fold_events(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            await process_batch(batch)
+            try:
+                await process_batch(batch)
+            except BaseException:
+                cache.clear()  # states folded in memory may be ahead of the table now
+                raise
 
     async def process_batch(batch) -> None:
         log.debug("batch of %d messages", len(batch))
@@ -149,7 +172,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         for ssn, events in by_worker.items():
             # faust places table reads and writes in the partition of the "current event"
             in_partition_of(anchor[ssn])
-            folded = fold_batch(load_state(ssn, states.get(ssn.encode())), events)
+            folded = fold_batch(state_of(ssn), events)
             for record in folded.records:
                 pending.append(await topic(record.topic).send(key=record.key, value=record.value))
             if folded.grants:
@@ -161,12 +184,13 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                     fut = await topic(record.topic).send(key=record.key, value=record.value)
                     await fut  # on the topic before anything else happens
                     published.add(service_id)
-            new_states[ssn] = dump_state(folded.state)
+            new_states[ssn] = folded.state
         if pending:
             await asyncio.gather(*pending)
-        for ssn, blob in new_states.items():
+        for ssn, state in new_states.items():
             in_partition_of(anchor[ssn])
-            states[ssn.encode()] = blob
+            states[ssn.encode()] = dump_state(state)
+            remember(ssn, state)
 
     if settings.web_port > 0:
         register_web(app, states)
