@@ -45,7 +45,9 @@ class LocalKafka:
     port, controller_port: picked among free ports when None.  data_dir:
     broker state, kept; when None a temporary directory, deleted by stop().
     extra_config: extra server.properties lines.  heap: JVM heap flags
-    (default: kafka.sh's).  The log is in data_dir/kafka.log.
+    (default: kafka.sh's).  env: further kafka.sh environment variables, e.g.
+    KAFKA_LISTENER_PROTOCOL, KAFKA_ADD_SCRAM, KAFKA_CLIENT_CONFIG for a secured
+    broker (deploy/security/).  The log is in data_dir/kafka.log.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class LocalKafka:
         extra_config: str | None = None,
         heap: str | None = None,
         start_timeout: int = 60,
+        env: dict[str, str] | None = None,
     ):
         self._auto_ports = port is None and controller_port is None
         self._pick_ports(port, controller_port)
@@ -65,6 +68,7 @@ class LocalKafka:
         self.extra_config = extra_config
         self.heap = heap
         self.start_timeout = start_timeout
+        self.env = dict(env or {})
         self._started = False
 
     def _pick_ports(self, port, controller_port):
@@ -84,6 +88,7 @@ class LocalKafka:
 
     def _run(self, command: str) -> subprocess.CompletedProcess:
         env = dict(os.environ)
+        env.update(self.env)
         env.update(
             KAFKA_PORT=str(self.port),
             KAFKA_CONTROLLER_PORT=str(self.controller_port),

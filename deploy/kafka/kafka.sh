@@ -19,6 +19,13 @@
 #   KAFKA_STOP_TIMEOUT=30         seconds between SIGTERM and SIGKILL
 #   KAFKA_EXTRA_CONFIG            extra server.properties lines (newline separated)
 #   KAFKA_OWNER_PID               if set, the broker is stopped when that process exits
+#   KAFKA_LISTENER_PROTOCOL=PLAINTEXT    security protocol (and listener name) of the
+#                                 client listener, e.g. SASL_PLAINTEXT (deploy/security/)
+#   KAFKA_CONTROLLER_PROTOCOL=PLAINTEXT  security protocol of the controller listener
+#   KAFKA_ADD_SCRAM               SCRAM credentials created when the storage is formatted,
+#                                 one per line, e.g. SCRAM-SHA-512=[name=admin,password=s]
+#   KAFKA_CLIENT_CONFIG           client properties file (security.protocol, sasl.mechanism,
+#                                 sasl.jaas.config) the readiness probe logs in with
 #   KAFKA_LIB_DIR=deploy/kafka/.lib, JAVA=java (or $JAVA_HOME/bin/java), PYTHON=python3
 set -euo pipefail
 
@@ -36,6 +43,8 @@ KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-$DEFAULT_JVM_OPTS}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_LIB_DIR="${KAFKA_LIB_DIR:-$HERE/.lib}"
+KAFKA_LISTENER_PROTOCOL="${KAFKA_LISTENER_PROTOCOL:-PLAINTEXT}"
+KAFKA_CONTROLLER_PROTOCOL="${KAFKA_CONTROLLER_PROTOCOL:-PLAINTEXT}"
 PYTHON="${PYTHON:-python3}"
 if [[ -z "${JAVA:-}" ]]; then
   if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
@@ -137,10 +146,10 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listeners=$KAFKA_LISTENER_PROTOCOL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$KAFKA_LISTENER_PROTOCOL://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=$KAFKA_LISTENER_PROTOCOL
+listener.security.protocol.map=CONTROLLER:$KAFKA_CONTROLLER_PROTOCOL,$KAFKA_LISTENER_PROTOCOL:$KAFKA_LISTENER_PROTOCOL
 log.dirs=$LOG_DIRS
 
 # Single node: every replication factor / ISR is 1.
@@ -172,12 +181,15 @@ EOF
 
 # Format the KRaft storage once per data dir (random cluster id).
 format_storage() {
-  local cid
+  local cid line scram=()
   cid="$(random_cluster_id)"
+  while IFS= read -r line; do
+    if [[ -n "$line" ]]; then scram+=(--add-scram "$line"); fi
+  done <<<"${KAFKA_ADD_SCRAM:-}"
   say "formatting KRaft storage in $LOG_DIRS (cluster id $cid)"
   # Short-lived JVM: C1 only + serial GC start faster.
   "$JAVA" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "$LOG4J" -cp "$KAFKA_LIB_DIR/*" \
-    kafka.tools.StorageTool format --ignore-formatted -t "$cid" -c "$PROPS" >>"$LOGFILE" 2>&1 \
+    kafka.tools.StorageTool format --ignore-formatted -t "$cid" -c "$PROPS" "${scram[@]}" >>"$LOGFILE" 2>&1 \
     || { tail -n 30 "$LOGFILE" >&2; die "storage format failed"; }
 }
 
@@ -217,7 +229,8 @@ start() {
       show_failure "$first_line"
       die "broker exited during startup (log: $LOGFILE)"
     fi
-    if "$PYTHON" "$HERE/probe.py" -q --cluster-id "$cid" 127.0.0.1 "$KAFKA_PORT"; then
+    if "$PYTHON" "$HERE/probe.py" -q --cluster-id "$cid" \
+        ${KAFKA_CLIENT_CONFIG:+--command-config "$KAFKA_CLIENT_CONFIG"} 127.0.0.1 "$KAFKA_PORT"; then
       break
     fi
     if ((SECONDS >= deadline)); then
@@ -264,7 +277,7 @@ stop() {
 # host:port clients should use, from the written config (falls back to env).
 bootstrap() {
   local adv
-  adv="$(sed -n 's#^advertised.listeners=PLAINTEXT://##p' "$PROPS" 2>/dev/null || true)"
+  adv="$(sed -n 's#^advertised.listeners=[A-Z_]*://##p' "$PROPS" 2>/dev/null | tail -n 1 || true)"
   echo "${adv:-127.0.0.1:$KAFKA_PORT}"
 }
 
