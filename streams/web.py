@@ -47,7 +47,7 @@ def provenance(state) -> list[dict]:
     """The events that shaped the file: the effective event of every live slot and the
     retractions that took effect, oldest first."""
     winners, _ = effective_events(state.records)
-    shaped = [(eid, rec) for eid, rec in winners]
+    shaped = list(winners)
     shaped += [(eid, rec) for eid, rec in state.records.items()
                if rec.type == RETRACTED and rec.data["event_id"] in state.records]
     shaped.sort(key=lambda m: (m[1].occurred, m[0]))
@@ -64,16 +64,15 @@ def provenance(state) -> list[dict]:
 def register_web(app: faust.App, states, retraction_topic: str = "certification-events") -> None:
     """Add the API's pages to a faust app whose table of worker states is `states`."""
 
-    def ssn_or_error(view: View, raw: str) -> str | Response:
-        try:
-            return normalise_ssn(raw).number
-        except IdentityError as err:
-            return view.error(400, err.reason, message=err.message)
-
     known_topics: set[str] = set()
 
-    async def routed(view: View, request: Request, ssn: str, local) -> Response:
-        """Answer here if this worker owns the SSN's partition, else forward the request."""
+    async def answer_for_worker(view: View, request: Request, raw_ssn: str, render) -> Response:
+        """Validate the SSN; answer here if this worker owns its partition (404 when there
+        is no file, else `render(ssn, state)`), or forward the request to the owner."""
+        try:
+            ssn = normalise_ssn(raw_ssn).number
+        except IdentityError as err:
+            return view.error(400, err.reason, message=err.message)
         changelog = states.changelog_topic.get_topic_name()
         if changelog not in known_topics:  # the router hashes with the producer's metadata
             await app.producer._ensure_producer().partitions_for(changelog)
@@ -81,35 +80,21 @@ def register_web(app: faust.App, states, retraction_topic: str = "certification-
         try:
             return await app.router.route_req(states.name, ssn.encode(), view.web, request)
         except SameNode:
-            return await local()
+            blob = states.get(ssn.encode())
+            if not blob:
+                return view.error(404, "not_found", message=f"no file for {mask_ssn(ssn)}")
+            return view.json(render(ssn, load_state(ssn, blob)))
 
     @app.page("/workers/{ssn}")
     class WorkerFileView(View):
         async def get(self, request: Request, ssn: str) -> Response:
-            number = ssn_or_error(self, ssn)
-            if not isinstance(number, str):
-                return number
-
-            async def local() -> Response:
-                blob = states.get(number.encode())
-                if not blob:
-                    return self.error(404, "not_found", message=f"no file for {mask_ssn(number)}")
-                return self.json(derive_file(load_state(number, blob)))
-            return await routed(self, request, number, local)
+            return await answer_for_worker(self, request, ssn, lambda number, state: derive_file(state))
 
     @app.page("/workers/{ssn}/events")
     class WorkerEventsView(View):
         async def get(self, request: Request, ssn: str) -> Response:
-            number = ssn_or_error(self, ssn)
-            if not isinstance(number, str):
-                return number
-
-            async def local() -> Response:
-                blob = states.get(number.encode())
-                if not blob:
-                    return self.error(404, "not_found", message=f"no file for {mask_ssn(number)}")
-                return self.json({"ssn": number, "events": provenance(load_state(number, blob))})
-            return await routed(self, request, number, local)
+            return await answer_for_worker(self, request, ssn,
+                                           lambda number, state: {"ssn": number, "events": provenance(state)})
 
     @app.page("/events")
     class IngestView(View):
