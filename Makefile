@@ -7,7 +7,7 @@ STAMP := build/.installed
 .PHONY: demo test install kafka-jars bench
 
 demo: install
-	workerfile demo
+	$(PYTHON) -m workerfile.cli demo
 
 test: install
 	$(PYTHON) -m pytest
@@ -25,3 +25,4 @@ kafka-jars:
 
 bench: install
 	$(PYTHON) bench/fold_bench.py
+	$(PYTHON) bench/stream_bench.py
