@@ -79,16 +79,23 @@ WHERE excluded.next_offset > sink_offsets.next_offset
 COLUMNS = "ssn, version, document, highest_skill_level, current_employer, region, updated_at"
 
 
+def connect(path: str, timeout: float = 60.0) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL journal: readers
+    never block the writer. With WAL, synchronous=NORMAL survives a crash of the process
+    (kill -9); a power loss may lose the last transactions, rows and offsets together,
+    which are then read again."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 class SqliteStore(FileStore):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 60.0):
         self.path = str(path)
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # With WAL, NORMAL survives a crash of the process (kill -9); a power loss may lose
-        # the last transactions, rows and offsets together, which are then read again.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = connect(self.path, timeout)
 
     def ensure_schema(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")

@@ -234,12 +234,10 @@ class SqliteStatsStore(StatsStore):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 60.0):
-        import sqlite3
+        from sinks.sqlite import connect
 
         self.path = str(path)
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = connect(self.path, timeout)
 
     def _begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
