@@ -8,6 +8,7 @@ import itertools
 from typing import Iterable
 
 import orjson
+import pytest
 
 from processors.batch import BatchFold, fold_lines
 from processors.identity import make_org_code, make_ssn
@@ -154,3 +155,21 @@ def same_file_in_every_order(*events: dict, ssn: str = SSN_A) -> dict:
     for order in orders[1:]:
         assert file_of(*order, ssn=ssn) == first, [e["event_id"] for e in order]
     return first
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throw-away PostgreSQL server (Debian's binaries, 127.0.0.1, a free port) for the
+    whole session, stopped at its end. Missing binaries fail the tests that need it: install
+    Debian's postgresql (.ci/run does)."""
+    from sinks.local_postgres import LocalPostgres, PostgresNotInstalled
+
+    try:
+        server = LocalPostgres()
+    except PostgresNotInstalled as err:
+        pytest.fail(f"{err} (apt-get install postgresql)")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

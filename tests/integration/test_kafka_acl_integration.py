@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 from kafka.errors import (GroupAuthorizationFailedError, KafkaError, KafkaTimeoutError,
                           SaslAuthenticationFailedError, TopicAuthorizationFailedError)
 

@@ -22,7 +22,6 @@ from processors.batch import BatchFold, fold_lines
 from processors.derive import derive_file
 from processors.intake import Rejection, parse_json_line
 from sinks.base import open_store
-from sinks.local_postgres import LocalPostgres, PostgresNotInstalled
 from streams import codec
 from streams.reader import latest_files, read_topic
 from workerfile.population import generate_population
@@ -143,21 +142,6 @@ def check_indexed_columns(kind: str, db: str) -> None:
 
 
 # --- fixtures ------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    try:
-        server = LocalPostgres()
-    except PostgresNotInstalled as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 @pytest.fixture
 def databases(postgres_server, tmp_path, request):

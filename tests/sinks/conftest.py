@@ -13,7 +13,6 @@ import pytest
 
 from processors.batch import fold_lines
 from sinks.base import open_store
-from sinks.local_postgres import LocalPostgres, PostgresNotInstalled
 from workerfile.population import generate_population
 
 _databases = itertools.count(1)
@@ -24,23 +23,6 @@ def population_files() -> list[dict]:
     """The files of a generated population of 20 workers (sorted by ssn)."""
     lines = [e.encode() if isinstance(e, str) else orjson.dumps(e) for e in generate_population(20)]
     return fold_lines(lines).files()
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """One PostgreSQL server for the whole session, stopped at its end. Skipped where the
-    server binaries are missing, except in CI (CI=true), where that is a failure."""
-    try:
-        server = LocalPostgres()
-    except PostgresNotInstalled as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
