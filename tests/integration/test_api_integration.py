@@ -39,7 +39,11 @@ def call(method: str, url: str, body=None, timeout: float = 60) -> tuple[int, di
 def api_worker(kafka, tmp_path, name="api", app_id="workerfile-api") -> WorkerProcess:
     [port] = free_ports(1)
     proc = WorkerProcess(kafka.bootstrap, app_id, tmp_path / name, partitions=PARTITIONS, web_port=port).start()
-    wait_for(lambda: _answers(proc), 90, interval=1, what="the HTTP API")
+    try:
+        wait_for(lambda: _answers(proc), 90, interval=1, what="the HTTP API")
+    except BaseException:
+        proc.kill()
+        raise
     return proc
 
 
@@ -116,28 +120,27 @@ def test_the_legacy_number_finds_the_same_file(kafka, running):
     assert call("GET", f"{running.base_url}/workers/{legacy}") == call("GET", f"{running.base_url}/workers/{legacy_holder}")
 
 
-def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path):
+def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path, request):
     first = api_worker(kafka, tmp_path, "one")
+    request.addfinalizer(first.kill)
     second = api_worker(kafka, tmp_path, "two")
-    try:
-        items = [i for i in generate_population(12, seed=24, months=6, anomalies=False) if isinstance(i, dict)]
-        assert call("POST", first.base_url + "/events", items)[0] == 202
-        expected = {f["ssn"]: f for f in fold_lines([orjson.dumps(i) for i in items]).files()}
-        for ssn, file in expected.items():
-            for proc in (first, second):
-                wait_for(lambda: call("GET", f"{proc.base_url}/workers/{ssn}")[1] == file, 120,
-                         what="the file from either worker")
-    finally:
-        first.kill()
-        second.kill()
+    request.addfinalizer(second.kill)
+    items = [i for i in generate_population(12, seed=24, months=6, anomalies=False) if isinstance(i, dict)]
+    assert call("POST", first.base_url + "/events", items)[0] == 202
+    expected = {f["ssn"]: f for f in fold_lines([orjson.dumps(i) for i in items]).files()}
+    for ssn, file in expected.items():
+        for proc in (first, second):
+            wait_for(lambda: call("GET", f"{proc.base_url}/workers/{ssn}")[1] == file, 120,
+                     what="the file from either worker")
 
 
-def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path):
+def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path, request):
     kafka = LocalKafka(data_dir=tmp_path / "broker")
     kafka.start()
     try:
         ensure_topics(kafka.bootstrap, load_topic_specs("local", partitions=PARTITIONS))
         proc = api_worker(kafka, tmp_path)
+        request.addfinalizer(proc.kill)
         events = one_worker_events(seed=25)
         kafka.stop()
         restarted = threading.Timer(8, kafka.start)
@@ -157,6 +160,5 @@ def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path):
         for file in expected:
             wait_for(lambda: call("GET", f"{proc.base_url}/workers/{file['ssn']}")[1] == file, 120,
                      what="the file after the outage")
-        proc.kill()
     finally:
         kafka.stop()
