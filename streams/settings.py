@@ -8,12 +8,18 @@
 | WORKERFILE_PARTITIONS | 4 | partitions of every topic (all co-partitioned by SSN) |
 | WORKERFILE_REPLICATION | 1 | replication factor of the topics faust creates |
 | WORKERFILE_WEB_PORT | 0 (off) | faust's web server port |
+| WORKERFILE_KAFKA_* | PLAINTEXT | the login on a secured broker (`streams/kafka_security.py`) |
+| WORKERFILE_VIEWS | deploy/views.toml | the audience views (who sees what) |
+| WORKERFILE_PSEUDONYM_KEY_FILE | (none) | the secret key of the pseudonymised view; without it that view is not published |
+| WORKERFILE_API_TOKENS | (none) | the API's callers file (`workerfile token add`); without it the API answers 401 |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from streams.kafka_security import KafkaSecurity
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,10 @@ class StreamSettings:
     replication: int = 1
     web_port: int = 0
     commit_interval: float = 1.0
+    kafka: KafkaSecurity = field(default_factory=KafkaSecurity)  # the login (PLAINTEXT: none)
+    views: str | None = None  # path of the views config (None: deploy/views.toml)
+    pseudonym_key_file: str | None = None
+    api_tokens: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> "StreamSettings":
@@ -36,6 +46,19 @@ class StreamSettings:
             partitions=int(env.get("WORKERFILE_PARTITIONS", cls.partitions)),
             replication=int(env.get("WORKERFILE_REPLICATION", cls.replication)),
             web_port=int(env.get("WORKERFILE_WEB_PORT", cls.web_port)),
+            views=env.get("WORKERFILE_VIEWS") or None,
+            pseudonym_key_file=env.get("WORKERFILE_PSEUDONYM_KEY_FILE") or None,
+            api_tokens=env.get("WORKERFILE_API_TOKENS") or None,
         )
+        if overrides.get("kafka") is None:
+            values["kafka"] = KafkaSecurity.from_env()
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def kafka_credentials(self):
+        """faust.App(broker_credentials=...): the login, or None on a PLAINTEXT broker."""
+        return self.kafka.faust_credentials()
+
+    def aiokafka_kwargs(self) -> dict:
+        """The login for the worker's own aiokafka clients ({} on a PLAINTEXT broker)."""
+        return self.kafka.aiokafka()
