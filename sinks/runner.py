@@ -27,6 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 from processors.identity import mask_ssn
 from sinks.base import DEFAULT_GROUP, TOPIC, ApplyResult, FileChange, FileStore
 from streams import codec
+from streams.kafka_security import KafkaSecurity, or_env
 
 log = logging.getLogger("workerfile.sink")
 
@@ -76,12 +77,15 @@ def record_change(record) -> FileChange:
 
 
 class Sink:
-    """Materialises `topic` into `store`. `run()` returns the stats; raises SinkError."""
+    """Materialises `topic` into `store`. `run()` returns the stats; raises SinkError.
+    `security`: the login (default: the WORKERFILE_KAFKA_* environment)."""
 
     def __init__(self, store: FileStore, bootstrap: str, group: str = DEFAULT_GROUP, topic: str = TOPIC,
-                 batch_size: int = 500, poll_timeout_ms: int = 500, topic_timeout: float = 30.0):
+                 batch_size: int = 500, poll_timeout_ms: int = 500, topic_timeout: float = 30.0,
+                 security: KafkaSecurity | None = None):
         self.store = store
         self.bootstrap = bootstrap
+        self.security = or_env(security)
         self.group = group
         self.topic = topic
         self.batch_size = batch_size
@@ -98,7 +102,8 @@ class Sink:
         return KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", isolation_level="read_committed",
                              max_poll_records=self.batch_size, metadata_max_age_ms=int(PARTITION_CHECK_INTERVAL * 1000),
-                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, client_id=f"workerfile-sink-{self.group}")
+                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, client_id=f"workerfile-sink-{self.group}",
+                             **self.security.kafka_python())
 
     def _partitions(self, consumer: KafkaConsumer, wait: float) -> set[int]:
         deadline = time.monotonic() + wait
@@ -107,7 +112,8 @@ class Sink:
             if partitions:
                 return set(partitions)
             if time.monotonic() >= deadline or self._stopping:
-                raise SinkError(f"topic {self.topic} not found on {self.bootstrap} (create it: workerfile topics)")
+                where = "" if not self.security.sasl else f", or {self.security.describe()} may not read it"
+                raise SinkError(f"topic {self.topic} not found on {self.bootstrap} (create it: workerfile topics{where})")
             time.sleep(0.5)
 
     def _assign(self, consumer: KafkaConsumer, partitions: set[int]) -> list[TopicPartition]:
@@ -173,9 +179,10 @@ class Sink:
 
 
 def run_sink(store: FileStore, bootstrap: str, group: str = DEFAULT_GROUP, once: bool = False,
-             batch_size: int = 500, topic: str = TOPIC, handle_signals: bool = True) -> SinkStats:
+             batch_size: int = 500, topic: str = TOPIC, handle_signals: bool = True,
+             security: KafkaSecurity | None = None) -> SinkStats:
     """Run a sink until the end of the topic (`once`) or until SIGTERM/SIGINT."""
-    sink = Sink(store, bootstrap, group=group, topic=topic, batch_size=batch_size)
+    sink = Sink(store, bootstrap, group=group, topic=topic, batch_size=batch_size, security=security)
     previous = {}
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):

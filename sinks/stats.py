@@ -348,10 +348,11 @@ def open_stats_store(kind: str = "sqlite", db: str | None = None) -> StatsStore:
 
 
 def follow(store: StatsStore, bootstrap: str, group: str = DEFAULT_GROUP, once: bool = False,
-           batch_size: int = 500, handle_signals: bool = True) -> Any:
+           batch_size: int = 500, handle_signals: bool = True, security: Any = None) -> Any:
     """Consume `worker-files` into `store` with the sink's loop (`sinks.runner`): until the
-    end of the topic (`once`) or SIGTERM/SIGINT. Returns the runner's SinkStats."""
+    end of the topic (`once`) or SIGTERM/SIGINT. Returns the runner's SinkStats. `security`:
+    the Kafka login (streams.kafka_security.KafkaSecurity; default: the environment)."""
     from sinks.runner import run_sink
 
     return run_sink(store, bootstrap, group=group, once=once, batch_size=batch_size,  # type: ignore[arg-type]
-                    handle_signals=handle_signals)
+                    handle_signals=handle_signals, security=security)

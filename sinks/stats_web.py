@@ -129,11 +129,12 @@ class Follower:
     connection to the store. `stop()` asks it to finish its batch and waits."""
 
     def __init__(self, open_store: Callable[[], StatsStore], bootstrap: str, group: str = DEFAULT_GROUP,
-                 batch_size: int = 500):
+                 batch_size: int = 500, security=None):
         from sinks.runner import Sink
 
         self.store = open_store()
-        self.sink = Sink(self.store, bootstrap, group=group, batch_size=batch_size)  # type: ignore[arg-type]
+        self.sink = Sink(self.store, bootstrap, group=group, batch_size=batch_size,  # type: ignore[arg-type]
+                         security=security)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="workerfile-stats-follow", daemon=True)
 

@@ -28,6 +28,7 @@ import orjson
 from processors.identity import mask_ssn
 from processors.intake import Rejection, validate_event
 from schemas.events import CST, EVENT_TYPES, Envelope, event_to_json_dict
+from streams.kafka_security import KafkaSecurity
 
 # --- the stable event_id ------------------------------------------------------------------
 
@@ -729,11 +730,15 @@ class EmitSummary:
     partial: bool = False
     errors: list[RowError] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # deliveries not confirmed
+    refused: list[str] = field(default_factory=list)  # topics this login may not write: nothing sent
     events: list[RowEvent] = field(default_factory=list)  # what was (or, dry run, would be) sent
 
     @property
     def exit_code(self) -> int:
-        """0: everything valid and confirmed; 1: invalid rows; 3: a delivery not confirmed."""
+        """0: everything valid and confirmed; 1: invalid rows; 3: a delivery not confirmed;
+        4: the broker does not let this login write a topic of the file (nothing sent)."""
+        if self.refused:
+            return 4
         if self.failures:
             return 3
         return 1 if self.invalid or self.errors else 0
@@ -757,7 +762,9 @@ class EmitSummary:
             notes.append(f"--partial: {self.invalid} invalid row{'s' * (self.invalid != 1)} NOT sent")
         if self.dry_run:
             notes.append(f"dry run: {to_send} event{'s' * (to_send != 1)} would be sent, none was")
-        if self.failures:
+        if self.refused:
+            notes.append(f"NOTHING SENT: this login may not write to {', '.join(self.refused)}")
+        elif self.failures:
             notes.append(f"{to_send - self.confirmed} of {to_send} events NOT confirmed (not sent or not "
                          f"acknowledged): upload the same file again, it is safe (same rows, same event ids)")
         return f"{text} ({'; '.join(notes)})"
@@ -766,11 +773,14 @@ class EmitSummary:
 def emit_file(path: str | Path, sender: Sender | None = None, *, broker: str | None = None,
               event_type: str | None = None, source: str | None = None, encoding: str = "auto",
               format: str = "auto", partial: bool = False, dry_run: bool = False,
-              now: dt.datetime | None = None, timeout: float = 60.0) -> EmitSummary:
+              now: dt.datetime | None = None, timeout: float = 60.0,
+              security: KafkaSecurity | None = None) -> EmitSummary:
     """Read, validate the whole file, then send: everything if every row is valid, the
     valid rows if `partial`, nothing otherwise (and nothing on `dry_run`). Sends with
-    `sender`, or an EventProducer on `broker` made only when something is to be sent;
-    flushes and checks every delivery. Raises EmitInputError when the file is unreadable."""
+    `sender`, or an EventProducer on `broker` made only when something is to be sent
+    (logged in with `security`, default: the WORKERFILE_KAFKA_* environment); nothing is
+    sent when the login may not write one of the file's topics (`refused`); flushes and
+    checks every delivery. Raises EmitInputError when the file is unreadable."""
     table = read_rows(path, encoding, format)
     conversion = rows_to_events(table, event_type, source, now)
     summary = EmitSummary(str(path), table.format, table.encoding, read=conversion.rows, valid=conversion.valid,
@@ -784,16 +794,41 @@ def emit_file(path: str | Path, sender: Sender | None = None, *, broker: str | N
 
         broker = broker or "127.0.0.1:9092"
         try:
-            sender = EventProducer(broker)
+            sender = EventProducer(broker, security=security)
         except Exception as err:
             summary.failures.append(f"cannot connect to the broker {broker}: {type(err).__name__}: {err}")
             return summary
     try:
+        if _refused(sender, conversion.events, summary):
+            return summary
         _send_all(sender, conversion.events, summary, timeout)
     finally:
         if own:
             sender.close()
     return summary
+
+
+def _refused(sender: Sender, events: list[RowEvent], summary: EmitSummary) -> bool:
+    """Ask the broker first whether this login may write every topic of the file (a
+    sender with check_topics, like EventProducer): a party's file with another party's
+    events is refused as a whole, before anything is sent."""
+    check, topic_for = getattr(sender, "check_topics", None), getattr(sender, "topic_for", None)
+    if check is None or topic_for is None:
+        return False
+    from streams.producer import NotAllowed
+
+    try:
+        check({topic_for(row_event.event) for row_event in events})
+    except NotAllowed as err:
+        summary.refused = list(err.topics)
+        summary.failures.append(str(err))
+        return True
+    except Exception as err:  # the broker unreachable, or the login refused (a timeout)
+        who = getattr(getattr(sender, "security", None), "describe", lambda: "")()
+        summary.failures.append(scrub(f"nothing sent: the broker did not answer{f' ({who})' if who else ''}: "
+                                      f"{type(err).__name__}: {err}"))
+        return True
+    return False
 
 
 def _send_all(sender: Sender, events: list[RowEvent], summary: EmitSummary, timeout: float) -> None:
@@ -823,10 +858,11 @@ def _send_all(sender: Sender, events: list[RowEvent], summary: EmitSummary, time
 
 def run(path: str, *, broker: str, event_type: str | None, source: str | None, encoding: str, format: str,
         partial: bool, dry_run: bool, out: typing.BinaryIO, err: typing.TextIO,
-        sender: Sender | None = None) -> int:
+        sender: Sender | None = None, security: KafkaSecurity | None = None) -> int:
     """The `workerfile emit` command: row errors, delivery failures and the summary on
     `err`; on a dry run, the events that would be sent as canonical JSON lines on `out`.
-    Returns the exit status (0 ok, 1 invalid rows, 2 unreadable file, 3 not confirmed)."""
+    Returns the exit status (0 ok, 1 invalid rows, 2 unreadable file, 3 not confirmed,
+    4 refused: this login may not write a topic of the file, nothing sent)."""
     name = Path(path).name
     if event_type is not None and event_type not in EVENT_TYPES:
         print(f"workerfile emit: --type {event_type!r} is not an event type; one of: {', '.join(EVENT_TYPES)}",
@@ -834,7 +870,7 @@ def run(path: str, *, broker: str, event_type: str | None, source: str | None, e
         return 2
     try:
         summary = emit_file(path, sender, broker=broker, event_type=event_type, source=source, encoding=encoding,
-                            format=format, partial=partial, dry_run=dry_run)
+                            format=format, partial=partial, dry_run=dry_run, security=security)
     except EmitInputError as error:
         print(f"workerfile emit: {name}: {scrub(str(error))}", file=err)
         return 2

@@ -14,6 +14,7 @@ from kafka import KafkaProducer
 from processors.intake import Rejection, validate_event
 from schemas.events import TOPIC_OF_TYPE, Envelope
 from streams import codec
+from streams.kafka_security import KafkaSecurity, or_env
 
 
 class InvalidEvent(ValueError):
@@ -28,6 +29,14 @@ class DeliveryFailed(RuntimeError):
     """The broker did not confirm some records."""
 
 
+class NotAllowed(RuntimeError):
+    """The broker does not let this login write to a topic (ACLs, deploy/security/)."""
+
+    def __init__(self, topics: list[str], who: str):
+        super().__init__(f"not allowed to write to {', '.join(topics)} ({who}); nothing was sent")
+        self.topics = topics
+
+
 @dataclass(frozen=True)
 class Delivered:
     event_id: str
@@ -37,13 +46,31 @@ class Delivered:
 
 
 class EventProducer:
-    """Validate, key and send events; `flush()` confirms every pending delivery."""
+    """Validate, key and send events; `flush()` confirms every pending delivery.
+    `security`: the login (default: the WORKERFILE_KAFKA_* environment)."""
 
-    def __init__(self, bootstrap: str, retraction_topic: str = "certification-events", **config):
+    def __init__(self, bootstrap: str, retraction_topic: str = "certification-events",
+                 security: KafkaSecurity | None = None, **config):
         self.retraction_topic = retraction_topic
+        self.security = or_env(security)
+        config = {**self.security.kafka_python(), **config}
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                        retries=2**31 - 1, delivery_timeout_ms=120_000, **config)
         self._pending: list = []
+
+    def check_topics(self, topics) -> None:
+        """Raise NotAllowed when this login may not use one of `topics` (a secured broker
+        hides the topics a party has no right to), before anything is sent."""
+        from kafka.errors import TopicAuthorizationFailedError
+
+        refused = []
+        for topic in sorted(set(topics)):
+            try:
+                self._producer.partitions_for(topic)
+            except TopicAuthorizationFailedError:
+                refused.append(topic)
+        if refused:
+            raise NotAllowed(refused, self.security.describe())
 
     def topic_for(self, event: Envelope) -> str:
         return TOPIC_OF_TYPE.get(event.type, self.retraction_topic)

@@ -9,12 +9,15 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 
 from streams import codec
+from streams.kafka_security import KafkaSecurity, or_env
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
-    """Every record of `topic` up to the end offsets seen at the start (read_committed)."""
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0, security: KafkaSecurity | None = None) -> list:
+    """Every record of `topic` up to the end offsets seen at the start (read_committed).
+    `security`: the login (default: the WORKERFILE_KAFKA_* environment)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed", consumer_timeout_ms=1000)
+                             isolation_level="read_committed", consumer_timeout_ms=1000,
+                             **or_env(security).kafka_python())
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -35,10 +38,10 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
         consumer.close()
 
 
-def latest_files(bootstrap: str, timeout: float = 30.0) -> dict[str, dict]:
+def latest_files(bootstrap: str, timeout: float = 30.0, security: KafkaSecurity | None = None) -> dict[str, dict]:
     """The latest file of every worker on `worker-files` (a tombstone removes one)."""
     files: dict[str, dict] = {}
-    for record in read_topic(bootstrap, "worker-files", timeout):
+    for record in read_topic(bootstrap, "worker-files", timeout, security):
         ssn = record.key.decode()
         if record.value is None:
             files.pop(ssn, None)
@@ -47,6 +50,6 @@ def latest_files(bootstrap: str, timeout: float = 30.0) -> dict[str, dict]:
     return files
 
 
-def decoded(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict]:
+def decoded(bootstrap: str, topic: str, timeout: float = 30.0, security: KafkaSecurity | None = None) -> list[dict]:
     """Every value of an output topic, decoded to its JSON form."""
-    return [codec.decode(r.value)[1] for r in read_topic(bootstrap, topic, timeout) if r.value is not None]
+    return [codec.decode(r.value)[1] for r in read_topic(bootstrap, topic, timeout, security) if r.value is not None]

@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 
 from processors.identity import mask_ssn
 from streams import codec
+from streams.kafka_security import KafkaSecurity, or_env
 from streams.topics import WORKER_FILE_CHANGES, WORKER_SERVICES
 
 TOPIC_OF = {"services": WORKER_SERVICES, "changes": WORKER_FILE_CHANGES}
@@ -73,13 +74,16 @@ class SeenIds:
 
 
 def subscribe(bootstrap: str, what: str, handle: Callable[[dict], None], group: str = "workerfile-subscriber",
-              once: bool = False, state: str | None = None, retry_every: float = 2.0) -> int:
+              once: bool = False, state: str | None = None, retry_every: float = 2.0,
+              security: KafkaSecurity | None = None) -> int:
     """Hand every new message of `what` (services / changes) to `handle`; returns how many
-    were handed on. With `once`, stop when caught up."""
+    were handed on. With `once`, stop when caught up. `security`: the login (default: the
+    WORKERFILE_KAFKA_* environment)."""
     topic = TOPIC_OF[what]
     seen = SeenIds(state)
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                             auto_offset_reset="earliest", isolation_level="read_committed")
+                             auto_offset_reset="earliest", isolation_level="read_committed",
+                             **or_env(security).kafka_python())
     handed = 0
     idle_polls = 0
     try:

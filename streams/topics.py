@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.kafka_security import KafkaSecurity, or_env
+
 TRAINING_EVENTS = "training-events"
 EMPLOYMENT_EVENTS = "employment-events"
 INSURANCE_EVENTS = "insurance-events"
@@ -54,14 +56,15 @@ def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partition
     return specs
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurity | None = None) -> list[str]:
     """Create missing topics and verify existing ones. Returns one line per topic;
-    raises RuntimeError when an existing topic disagrees with its spec."""
+    raises RuntimeError when an existing topic disagrees with its spec. `security`: the
+    login (default: the WORKERFILE_KAFKA_* environment); on a secured broker, as admin."""
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="workerfile-topics")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="workerfile-topics", **or_env(security).kafka_python())
     try:
         existing = set(admin.list_topics())
         lines, problems = [], []

@@ -10,6 +10,44 @@ from pathlib import Path
 import orjson
 
 
+class _NoPasswordOption(argparse.Action):
+    """--kafka-password is refused (without echoing it), rather than being taken as an
+    abbreviation of --kafka-password-file."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("--kafka-password is not accepted (a password on the command line is visible to every "
+                     "user of this machine): put it in a file and use --kafka-password-file FILE")
+
+
+def kafka_options(p: argparse.ArgumentParser) -> None:
+    """The login on a secured broker (streams/kafka_security.py); the WORKERFILE_KAFKA_*
+    variables work too. No password option: the password is only read from a file."""
+    p.add_argument("--kafka-password", action=_NoPasswordOption, help=argparse.SUPPRESS)
+    p.add_argument("--kafka-user", default=None, metavar="USER", help="SASL user (env WORKERFILE_KAFKA_USER)")
+    p.add_argument("--kafka-password-file", default=None, metavar="FILE",
+                   help="file holding the user's password (env WORKERFILE_KAFKA_PASSWORD_FILE)")
+    p.add_argument("--kafka-config", default=None, metavar="FILE",
+                   help="Java client properties with the login, as deploy/security/acls.py --secrets writes "
+                        "(env WORKERFILE_KAFKA_CONFIG)")
+
+
+def kafka_security(args: argparse.Namespace, command: str):
+    """The KafkaSecurity of the options and the environment, or None after printing why not."""
+    from streams.kafka_security import KafkaSecurity, KafkaSecurityError
+
+    try:
+        return KafkaSecurity.from_env(user=getattr(args, "kafka_user", None),
+                                      password_file=getattr(args, "kafka_password_file", None),
+                                      config=getattr(args, "kafka_config", None))
+    except KafkaSecurityError as err:
+        print(f"workerfile {command}: {err}", file=sys.stderr)
+        return None
+
+
+def _login_hint(security) -> str:
+    return f" (logged in {security.describe()}; a wrong user or password shows as a timeout)" if security.sasl else ""
+
+
 def cmd_fold(args: argparse.Namespace) -> int:
     """Fold a file of canonical JSON events with no broker; print one file per line."""
     from processors.batch import fold_lines
@@ -51,13 +89,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create missing topics and verify existing ones, from deploy/topics.toml."""
+    from kafka.errors import KafkaError
+
     from streams.topics import ensure_topics, load_topic_specs
 
+    security = kafka_security(args, "topics")
+    if security is None:
+        return 2
     try:
-        for line in ensure_topics(args.broker, load_topic_specs(args.profile, partitions=args.partitions)):
+        for line in ensure_topics(args.broker, load_topic_specs(args.profile, partitions=args.partitions), security):
             print(line)
     except RuntimeError as err:
         print(f"workerfile topics: {err}", file=sys.stderr)
+        return 1
+    except KafkaError as err:  # not allowed (topics need the admin login), unreachable, login refused
+        print(f"workerfile topics: {type(err).__name__}: {err}{_login_hint(security)}", file=sys.stderr)
         return 1
     return 0
 
@@ -69,8 +115,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_app
     from streams.settings import StreamSettings
 
+    security = kafka_security(args, "worker")
+    if security is None:
+        return 2
     settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
-                                       partitions=args.partitions, web_port=args.web_port)
+                                       partitions=args.partitions, web_port=args.web_port, kafka=security)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.spinner = None  # its handler sets the root logger to DEBUG: every library log record is built for nothing
@@ -89,8 +138,12 @@ def cmd_emit(args: argparse.Namespace) -> int:
     """Validate a CSV or JSONL file of events as a whole, then send it (docs/csv-layouts.md)."""
     from streams.emit import run
 
+    security = kafka_security(args, "emit")
+    if security is None:
+        return 2
     return run(args.file, broker=args.broker, event_type=args.type, source=args.source, encoding=args.encoding,
-               format=args.format, partial=args.partial, dry_run=args.dry_run, out=sys.stdout.buffer, err=sys.stderr)
+               format=args.format, partial=args.partial, dry_run=args.dry_run, out=sys.stdout.buffer, err=sys.stderr,
+               security=security)
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -98,6 +151,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.base import open_store
     from sinks.runner import SinkError, run_sink
 
+    security = kafka_security(args, "sink")
+    if security is None:
+        return 2
     db = args.db if args.db is not None else os.environ.get("WORKERFILE_SINK_DB")
     try:
         store = open_store(args.database, db)
@@ -106,12 +162,13 @@ def cmd_sink(args: argparse.Namespace) -> int:
         return 1
     with store:
         try:
-            stats = run_sink(store, args.broker, group=args.group, once=args.once, batch_size=args.batch_size)
+            stats = run_sink(store, args.broker, group=args.group, once=args.once, batch_size=args.batch_size,
+                             security=security)
         except SinkError as err:
             print(f"workerfile sink: stopped: {err}", file=sys.stderr)
             return 2
         except Exception as err:  # the broker unreachable, the database gone
-            print(f"workerfile sink: failed: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"workerfile sink: failed: {type(err).__name__}: {err}{_login_hint(security)}", file=sys.stderr)
             return 1
         print(f"workerfile sink: {stats.summary()}; {store.count()} files in worker_files", file=sys.stderr)
     return 0
@@ -121,11 +178,20 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     """Follow worker-services or worker-file-changes; print or forward each message."""
     from streams.subscribe import http_forwarder, printer, subscribe
 
+    from kafka.errors import KafkaError
+
+    security = kafka_security(args, "subscribe")
+    if security is None:
+        return 2
     handle = http_forwarder(args.forward) if args.forward else printer(args.what, args.json)
     try:
-        count = subscribe(args.broker, args.what, handle, group=args.group, once=args.once, state=args.state)
+        count = subscribe(args.broker, args.what, handle, group=args.group, once=args.once, state=args.state,
+                          security=security)
     except KeyboardInterrupt:
         return 0
+    except KafkaError as err:  # e.g. GroupAuthorizationFailedError: a group outside the party's prefix
+        print(f"workerfile subscribe: {type(err).__name__}: {err}{_login_hint(security)}", file=sys.stderr)
+        return 1
     print(f"workerfile subscribe: {count} {args.what} handed on", file=sys.stderr)
     return 0
 
@@ -173,17 +239,22 @@ def cmd_stats_follow(args: argparse.Namespace) -> int:
     from sinks.runner import SinkError
     from sinks.stats import follow
 
+    security = kafka_security(args, "stats follow")
+    if security is None:
+        return 2
     store = _stats_open(args, "follow")
     if store is None:
         return 1
     with store:
         try:
-            result = follow(store, args.broker, group=args.group, once=args.once, batch_size=args.batch_size)
+            result = follow(store, args.broker, group=args.group, once=args.once, batch_size=args.batch_size,
+                            security=security)
         except SinkError as err:
             print(f"workerfile stats follow: stopped: {err}", file=sys.stderr)
             return 2
         except Exception as err:  # the broker unreachable, the database gone
-            print(f"workerfile stats follow: failed: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"workerfile stats follow: failed: {type(err).__name__}: {err}{_login_hint(security)}",
+                  file=sys.stderr)
             return 1
         workers = store.totals().get(("workers",), 0)
         print(f"workerfile stats follow: {result.summary()}; {workers} workers in the totals", file=sys.stderr)
@@ -198,6 +269,9 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     from sinks.stats import open_stats_store
     from sinks.stats_web import Follower, make_server, serve_in_thread
 
+    security = kafka_security(args, "stats serve") if args.follow else None
+    if args.follow and security is None:
+        return 2
     store = _stats_open(args, "serve")
     if store is None:
         return 1
@@ -213,7 +287,7 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     try:
         if args.follow:
             follower = Follower(lambda: open_stats_store(args.database, _stats_db(args)), args.broker,
-                                group=args.group).start()
+                                group=args.group, security=security).start()
         serve_in_thread(server)
         print(f"workerfile stats serve: dashboard at {server.url}/dashboard, figures at {server.url}/stats"
               + (f", following worker-files on {args.broker}" if follower else ""), file=sys.stderr, flush=True)
@@ -247,7 +321,10 @@ def cmd_stats_recount(args: argparse.Namespace) -> int:
     else:
         from streams.reader import latest_files
 
-        files = list(latest_files(args.broker).values())
+        security = kafka_security(args, "stats recount")
+        if security is None:
+            return 2
+        files = list(latest_files(args.broker, security=security).values())
     figures = {"meta": {"topic": "worker-files", "recount": True, "min_cell": args.min_cell},
                **st.figures(st.recount(files), min_cell=args.min_cell)}
     _stats_print(figures, args.json)
@@ -282,6 +359,7 @@ def stats_parser(sub) -> None:
     def broker_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
                        help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+        kafka_options(p)
 
     stats = sub.add_parser("stats", help="workforce statistics from worker-files: table, consumer, dashboard")
     store_options(stats, top=True)
@@ -336,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
         p.add_argument("--partitions", type=int, default=None,
                        help="partitions of every topic (default: deploy/topics.toml, env WORKERFILE_PARTITIONS)")
+        kafka_options(p)
 
     topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml")
     broker_options(topics)
@@ -352,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe = sub.add_parser("subscribe", help="follow subsidy grants or file changes; print or forward them")
     subscribe.add_argument("what", choices=("services", "changes"))
     subscribe.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"))
+    kafka_options(subscribe)
     subscribe.add_argument("--group", default="workerfile-subscriber", help="consumer group (one per subscribing system)")
     subscribe.add_argument("--forward", metavar="URL", help="POST each message as JSON to URL instead of printing it")
     subscribe.add_argument("--json", action="store_true", help="print whole messages as JSON lines (full SSN)")
@@ -368,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("file", help="canonical JSON lines, or CSV with the layout of docs/csv-layouts.md")
     emit.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+    kafka_options(emit)
     emit.add_argument("--type", help="the event type of every row, e.g. training.completed (else a type column)")
     emit.add_argument("--source", help="the emitting organisation's credit code, for rows without a source")
     emit.add_argument("--encoding", default="auto", choices=("auto", "utf-8", "gbk", "gb18030"))
@@ -381,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("database", choices=("sqlite", "postgres"))
     sink.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+    kafka_options(sink)
     sink.add_argument("--db", default=None,
                       help="sqlite: the database file (default worker_files.sqlite3); postgres: a libpq connection "
                            "string or URI (default: the PG* environment variables); env WORKERFILE_SINK_DB")
