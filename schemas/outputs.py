@@ -153,3 +153,18 @@ class RejectedEvent(Frozen):
     offset: int | None = None
     file: str | None = None
     line: int | None = None
+
+
+class AccessLogEntry(Frozen):
+    """Published on `worker-access-log` for every read of a worker's file through the API
+    and every operator action on it (issue #6): who, when, which view, why. The worker
+    reads their own log with `GET /workers/{ssn}/access-log`."""
+
+    ssn: str
+    at: dt.datetime
+    caller: str  # the caller's name in the callers file, or the operator's name
+    audience: str  # the view it saw (views.toml), or "operator"
+    org: str | None = None
+    action: Literal["read_file", "read_events", "read_access_log", "merge", "erase"]
+    purpose: str | None = None  # why, when the caller said (X-Purpose header / --reason)
+    detail: str | None = None  # e.g. the other number of a merge

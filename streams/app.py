@@ -11,6 +11,9 @@ Delivery guarantees (at-least-once processing, made safe by ordering and idempot
 3. a service event (subsidy grant) is published only if its stable `service_id` is not
    already on `worker-services` (a per-partition ledger read from the topic), so each
    grant is published exactly once, even across kill -9.
+
+A second agent keeps each worker's access log (`worker-access-log`, written by the
+HTTP API for every read) in a table, for `GET /workers/{ssn}/access-log`.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ import weakref
 from collections import OrderedDict, defaultdict
 
 import faust
+import orjson
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.fold import WorkerState
 from processors.identity import mask_ssn
 from streams import codec
-from streams.handler import Origin, dump_state, fold_batch, intake_message, load_state
+from streams.access import Callers, load_pseudonym_key, load_views
+from streams.handler import Audiences, Origin, dump_state, fold_batch, intake_message, load_state
 from streams.settings import StreamSettings
-from streams.topics import EVENT_TOPICS, REKEYED_EVENTS, WORKER_SERVICES
+from streams.topics import EVENT_TOPICS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_SERVICES
 from streams.web import register_web
 
 log = logging.getLogger("workerfile.stream")
@@ -85,6 +90,7 @@ class ServiceLedger:
 def create_app(settings: StreamSettings | None = None) -> faust.App:
     """Build the faust app for these settings (a fresh app id replays every file)."""
     settings = settings or StreamSettings.from_env()
+    audiences = load_audiences(settings)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
@@ -113,12 +119,22 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     # event partition
     states = app.Table("worker-state", default=None, key_type=bytes, value_type=bytes,
                        partitions=settings.partitions)
+    access_logs = app.Table("access-log", default=None, key_type=bytes, value_type=bytes,
+                            partitions=settings.partitions)
     ledger = ServiceLedger(settings.broker)
     out_topics: dict[str, faust.TopicT] = {}
+    per_org_views = tuple(v.topic.split("{org}")[0] for v in audiences.published.values() if v.per_org)
 
-    def topic(name: str) -> faust.TopicT:
+    async def topic(name: str) -> faust.TopicT:
         if name not in out_topics:
-            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+            if per_org_views and name.startswith(per_org_views):
+                # a per-organisation view (e.g. a training institution's): created when first needed
+                new = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                                compacting=True, config={"delete.retention.ms": "86400000"})
+                await new.maybe_declare()
+                out_topics[name] = new
+            else:
+                out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
         return out_topics[name]
 
     # Decoded states of recently seen workers, exactly as last written to the table:
@@ -164,7 +180,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             origin = Origin(msg.topic, msg.partition, msg.offset)
             intake = intake_message(msg.key, msg.value, origin)
             for record in intake.records:
-                pending.append(await topic(record.topic).send(key=record.key, value=record.value))
+                pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
             if intake.event is not None:
                 by_worker[intake.event.ssn].append((intake.event, msg.key, msg.value, origin))
                 anchor[intake.event.ssn] = ev
@@ -172,16 +188,16 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         for ssn, events in by_worker.items():
             # faust places table reads and writes in the partition of the "current event"
             in_partition_of(anchor[ssn])
-            folded = fold_batch(state_of(ssn), events)
+            folded = fold_batch(state_of(ssn), events, audiences)
             for record in folded.records:
-                pending.append(await topic(record.topic).send(key=record.key, value=record.value))
+                pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
             if folded.grants:
                 published = await ledger.published(anchor[ssn].message.partition)
                 for service_id, record in folded.grants:
                     if service_id in published:
                         log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
                         continue
-                    fut = await topic(record.topic).send(key=record.key, value=record.value)
+                    fut = await (await topic(record.topic)).send(key=record.key, value=record.value)
                     await fut  # on the topic before anything else happens
                     published.add(service_id)
             new_states[ssn] = folded.state
@@ -192,6 +208,26 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             states[ssn.encode()] = dump_state(state)
             remember(ssn, state)
 
+    @app.agent(app.topic(WORKER_ACCESS_LOG, key_type=bytes, value_type=bytes, partitions=settings.partitions))
+    async def keep_access_logs(stream):
+        async for event in stream.events():
+            _, entry = codec.decode(event.message.value)
+            key = event.message.key
+            entries = orjson.loads(access_logs.get(key) or b"[]")
+            entries.append(entry)
+            access_logs[key] = orjson.dumps(entries)
+
     if settings.web_port > 0:
-        register_web(app, states)
+        register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views))
     return app
+
+
+def load_audiences(settings: StreamSettings) -> Audiences:
+    """The audience views and the pseudonym key. Without the key, views keyed by a
+    pseudonym are not published (said once in the log) and answer 503 over HTTP —
+    never an unkeyed pseudonym."""
+    audiences = Audiences(views=load_views(settings.views), pseudonym_key=load_pseudonym_key(settings.pseudonym_key_file))
+    skipped = sorted(set(audiences.views) - set(audiences.published))
+    if skipped:
+        log.warning("no WORKERFILE_PSEUDONYM_KEY_FILE: the view(s) %s are not published", ", ".join(skipped))
+    return audiences

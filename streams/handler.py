@@ -11,9 +11,12 @@ import base64
 import datetime as dt
 from dataclasses import dataclass, field
 
+import orjson
+
 from processors.derive import derive_file, new_service_events, record_change
 from processors.fold import ACCEPTED, DUPLICATE, WorkerState, fold_event, new_state, state_from_bytes, state_to_bytes
 from processors.intake import Rejection, validate_event
+from processors.views import View, view_records
 from schemas.events import Envelope
 from streams import codec
 from streams.topics import REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
@@ -102,10 +105,34 @@ def load_state(ssn: str, blob: bytes | None) -> WorkerState:
     return state_from_bytes(blob) if blob else new_state(ssn)
 
 
-def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, bytes, Origin]]) -> Folded:
+@dataclass(frozen=True)
+class Audiences:
+    """The audience views to publish (deploy/views.toml) and the pseudonym key."""
+
+    views: dict[str, View]
+    pseudonym_key: bytes | None = None
+
+    @property
+    def published(self) -> dict[str, View]:
+        """The views published on topics: those keyed by a pseudonym only with the key."""
+        return {name: v for name, v in self.views.items()
+                if v.topic and v.fields and (v.key != "pseudonym" or self.pseudonym_key is not None)}
+
+
+def view_output(ssn: str, file: dict | None, changed, state: WorkerState, audiences: Audiences | None) -> list[Record]:
+    """The records of every published view the change touches (JSON values; None: tombstone)."""
+    if audiences is None:
+        return []
+    return [Record(topic, key, None if value is None else orjson.dumps(value))
+            for topic, key, value in view_records(ssn, file, changed, state.records, audiences.published,
+                                                  audiences.pseudonym_key)]
+
+
+def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, bytes, Origin]],
+               audiences: Audiences | None = None) -> Folded:
     """Fold one worker's events (in arrival order) into `state`, then derive the file once
-    and say what to publish: the file, a change event if it changed, new grants, and a
-    rejection record for each event the fold rejected."""
+    and say what to publish: the file, a change event if it changed, the audience views
+    it changed, new grants, and a rejection record for each event the fold rejected."""
     out = Folded(state=state)
     applied: list[str] = []
     aliases_before = len(state.aliases)
@@ -128,6 +155,7 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
         out.records.append(Record(WORKER_FILES, key, codec.encode("WorkerFile", file)))
         change = {"ssn": state.ssn, "version": state.version, "changed_sections": changed, "event_ids": applied}
         out.records.append(Record(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change)))
+        out.records.extend(view_output(state.ssn, file, changed, state, audiences))
     for service in new_service_events(state, file):
         out.grants.append((service["service_id"], Record(WORKER_SERVICES, key, codec.encode("ServiceEvent", service))))
     return out

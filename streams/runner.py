@@ -15,7 +15,8 @@ class WorkerProcess:
     """One `workerfile worker` process with its own data directory and log file."""
 
     def __init__(self, bootstrap: str, app_id: str, data_dir: str | os.PathLike, partitions: int = 4,
-                 loglevel: str = "warning", log_path: str | os.PathLike | None = None, web_port: int = 0):
+                 loglevel: str = "warning", log_path: str | os.PathLike | None = None, web_port: int = 0,
+                 env: dict[str, str] | None = None):
         self.bootstrap = bootstrap
         self.app_id = app_id
         self.data_dir = Path(data_dir)
@@ -23,6 +24,7 @@ class WorkerProcess:
         self.loglevel = loglevel
         self.log_path = Path(log_path) if log_path else self.data_dir / "worker.log"
         self.web_port = web_port
+        self.env = env  # extra environment, e.g. WORKERFILE_API_TOKENS, WORKERFILE_PSEUDONYM_KEY_FILE
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
@@ -33,7 +35,7 @@ class WorkerProcess:
                "--partitions", str(self.partitions), "--loglevel", self.loglevel,
                "--web-port", str(self.web_port)]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, **(self.env or {})})
         log.close()
         return self
 

@@ -24,6 +24,9 @@ WORKER_FILES = "worker-files"
 WORKER_FILE_CHANGES = "worker-file-changes"
 WORKER_SERVICES = "worker-services"
 REJECTED_EVENTS = "rejected-events"
+WORKER_ACCESS_LOG = "worker-access-log"
+# Internal: operator commands (merge, erase), taken in order with the events.
+OPERATOR_COMMANDS = "workerfile-operator-commands"
 # Internal: events whose producer keyed them by anything but the normalised SSN are
 # re-published here under the right key, so they reach the partition of their worker.
 REKEYED_EVENTS = "workerfile-rekeyed-events"

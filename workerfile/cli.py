@@ -395,6 +395,52 @@ def stats_parser(sub) -> None:
     recount.set_defaults(func=cmd_stats_recount)
 
 
+def cmd_token_add(args: argparse.Namespace) -> int:
+    """Add an API caller; print its token once (only its SHA-256 is kept)."""
+    from streams.access import AccessConfigError, add_caller, load_views
+
+    try:
+        token = add_caller(args.file, load_views(args.views), args.name, args.audience, org=args.org, ssn=args.ssn)
+    except AccessConfigError as err:
+        print(f"workerfile token add: {err}", file=sys.stderr)
+        return 2
+    print(token)
+    print(f"workerfile token add: {args.name} ({args.audience}) added to {args.file}; the token above is "
+          "shown once and stored nowhere", file=sys.stderr)
+    return 0
+
+
+def cmd_token_key(args: argparse.Namespace) -> int:
+    """Write a new random pseudonym key file (never overwrites one)."""
+    from streams.access import AccessConfigError, write_pseudonym_key
+
+    try:
+        write_pseudonym_key(args.file)
+    except AccessConfigError as err:
+        print(f"workerfile token key: {err}", file=sys.stderr)
+        return 2
+    print(f"workerfile token key: wrote a new pseudonym key to {args.file} (mode 600); keep it secret, "
+          "back it up, and give every stream worker the same one (WORKERFILE_PSEUDONYM_KEY_FILE)", file=sys.stderr)
+    return 0
+
+
+def token_parser(sub) -> None:
+    token = sub.add_parser("token", help="API callers and the pseudonym key (deploy/views.toml, README Security)")
+    actions = token.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a caller to the callers file and print its new token once")
+    add.add_argument("--file", default=os.environ.get("WORKERFILE_API_TOKENS", "api-callers.toml"),
+                     help="the callers file (env WORKERFILE_API_TOKENS)")
+    add.add_argument("--name", required=True, help="who the caller is, as the worker's access log shows it")
+    add.add_argument("--audience", required=True, help="a view of deploy/views.toml, e.g. social_insurance")
+    add.add_argument("--org", help="the caller's unified social credit code (the `source` it may send)")
+    add.add_argument("--ssn", help="the worker audience: the one SSN this caller may read")
+    add.add_argument("--views", default=None, help="the views config (env WORKERFILE_VIEWS; default deploy/views.toml)")
+    add.set_defaults(func=cmd_token_add)
+    key = actions.add_parser("key", help="write a new random pseudonym key file")
+    key.add_argument("file")
+    key.set_defaults(func=cmd_token_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workerfile", description="One electronic file per industrial worker.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -472,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--batch-size", type=int, default=500, help="most records per database transaction")
     sink.set_defaults(func=cmd_sink)
     stats_parser(sub)
+    token_parser(sub)
     return parser
 
 

@@ -7,52 +7,22 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import orjson
 import pytest
 
 from processors.batch import fold_lines
 from processors.identity import make_ssn
-from streams.local_kafka import LocalKafka, free_ports
+from streams.local_kafka import LocalKafka
 from streams.reader import read_topic
-from streams.runner import WorkerProcess, wait_for
+from streams.runner import wait_for
 from streams.topics import ensure_topics, load_topic_specs
 from streams.web import provenance
+from tests.integration.api_access import Access, api_worker, call as call_as, ingest
 from tests.integration.conftest import PARTITIONS
 from workerfile.population import generate_population
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def call(method: str, url: str, body=None, timeout: float = 60) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
-
-
-def api_worker(kafka, tmp_path, name="api", app_id="workerfile-api") -> WorkerProcess:
-    [port] = free_ports(1)
-    proc = WorkerProcess(kafka.bootstrap, app_id, tmp_path / name, partitions=PARTITIONS, web_port=port).start()
-    try:
-        wait_for(lambda: _answers(proc), 90, interval=1, what="the HTTP API")
-    except BaseException:
-        proc.kill()
-        raise
-    return proc
-
-
-def _answers(proc: WorkerProcess) -> bool:
-    """Ready when it can route a lookup (404 for nobody), not just when it listens."""
-    try:
-        return call("GET", proc.base_url + "/workers/11010519491231002X", timeout=5)[0] == 404
-    except OSError:
-        return False
 
 
 def one_worker_events(seed: int = 21) -> list[dict]:
@@ -61,16 +31,27 @@ def one_worker_events(seed: int = 21) -> list[dict]:
 
 
 @pytest.fixture
-def running(kafka, tmp_path):
-    proc = api_worker(kafka, tmp_path)
+def access(tmp_path):
+    """Callers: an operator (reads any file) and a caller per source organisation."""
+    return Access(tmp_path / "access")
+
+
+@pytest.fixture
+def running(kafka, tmp_path, access):
+    proc = api_worker(kafka, tmp_path, access)
     yield proc
     proc.kill()
 
 
-def test_ingest_then_read_the_file_and_its_provenance(kafka, running):
+@pytest.fixture
+def call(access):
+    """HTTP calls as the operator."""
+    return lambda method, url, body=None, **kw: call_as(method, url, body, token=access.tokens["operator"], **kw)
+
+
+def test_ingest_then_read_the_file_and_its_provenance(kafka, running, access, call):
     events = one_worker_events()
-    status, body = call("POST", running.base_url + "/events", events)
-    assert status == 202 and body["accepted"] == [e["event_id"] for e in events]
+    assert sorted(ingest(running.base_url, access, events)) == sorted(e["event_id"] for e in events)
     batch = fold_lines([orjson.dumps(e) for e in events])
     for file in batch.files():
         url = f"{running.base_url}/workers/{file['ssn']}"
@@ -84,14 +65,18 @@ def test_ingest_then_read_the_file_and_its_provenance(kafka, running):
         assert all(e["source"] and e["type"] for e in prov["events"])
         assert len(prov["events"]) == file["applied_events"]
     # the same events again: accepted (202) and harmless
-    assert call("POST", running.base_url + "/events", events)[0] == 202
+    assert len(ingest(running.base_url, access, events)) == len(events)
 
 
-def test_a_batch_with_one_invalid_event_is_refused_whole_with_the_exact_error(kafka, running):
+def test_a_batch_with_one_invalid_event_is_refused_whole_with_the_exact_error(kafka, running, access):
     events = one_worker_events(seed=22)[:5]
+    org = events[0]["source"]
+    events = [e | {"source": org} for e in events]  # one organisation's batch
+    access.add_sources(events)
     bad = {**events[3], "payload": {**events[3]["payload"]}}
     bad["payload"].pop(next(iter(bad["payload"])))  # a required payload field is missing
-    status, body = call("POST", running.base_url + "/events", events[:3] + [bad] + events[4:])
+    status, body = call_as("POST", running.base_url + "/events", events[:3] + [bad] + events[4:],
+                           token=access.tokens[f"src-{org}"])
     assert status == 422
     [error] = body["errors"]
     assert error["index"] == 3 and error["reason"] == "schema"
@@ -100,7 +85,7 @@ def test_a_batch_with_one_invalid_event_is_refused_whole_with_the_exact_error(ka
                ("training-events", "employment-events", "insurance-events", "certification-events")) == 0
 
 
-def test_bad_requests_get_clear_errors(kafka, running):
+def test_bad_requests_get_clear_errors(kafka, running, call):
     assert call("POST", running.base_url + "/events", b"{not json")[0] == 400
     status, body = call("GET", running.base_url + "/workers/11010519491231002Y")
     assert status == 400 and body["error"] == "invalid_ssn"
@@ -110,23 +95,23 @@ def test_bad_requests_get_clear_errors(kafka, running):
     assert "11010519491231002X" not in json.dumps(body)
 
 
-def test_the_legacy_number_finds_the_same_file(kafka, running):
+def test_the_legacy_number_finds_the_same_file(kafka, running, access, call):
     legacy_holder = make_ssn("13050319670401001")
     population = one_worker_events(seed=23)
     events = [e | {"ssn": legacy_holder} for e in population if e["ssn"] == population[0]["ssn"]]
-    assert call("POST", running.base_url + "/events", events)[0] == 202
+    ingest(running.base_url, access, events)
     legacy = legacy_holder[:6] + legacy_holder[8:17]
     wait_for(lambda: call("GET", f"{running.base_url}/workers/{legacy_holder}")[0] == 200, 90, what="file")
     assert call("GET", f"{running.base_url}/workers/{legacy}") == call("GET", f"{running.base_url}/workers/{legacy_holder}")
 
 
-def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path, request):
-    first = api_worker(kafka, tmp_path, "one")
+def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path, request, access, call):
+    first = api_worker(kafka, tmp_path, access, "one")
     request.addfinalizer(first.kill)
-    second = api_worker(kafka, tmp_path, "two")
+    second = api_worker(kafka, tmp_path, access, "two")
     request.addfinalizer(second.kill)
     items = [i for i in generate_population(12, seed=24, months=6, anomalies=False) if isinstance(i, dict)]
-    assert call("POST", first.base_url + "/events", items)[0] == 202
+    ingest(first.base_url, access, items)
     expected = {f["ssn"]: f for f in fold_lines([orjson.dumps(i) for i in items]).files()}
     for ssn, file in expected.items():
         for proc in (first, second):
@@ -134,19 +119,22 @@ def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path, request):
                      what="the file from either worker")
 
 
-def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path, request):
+def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path, request, access, call):
     kafka = LocalKafka(data_dir=tmp_path / "broker")
     kafka.start()
     try:
         ensure_topics(kafka.bootstrap, load_topic_specs("local", partitions=PARTITIONS))
-        proc = api_worker(kafka, tmp_path)
+        proc = api_worker(kafka, tmp_path, access)
         request.addfinalizer(proc.kill)
-        events = one_worker_events(seed=25)
+        org = one_worker_events(seed=25)[0]["source"]
+        events = [e | {"source": org} for e in one_worker_events(seed=25)]  # one organisation's events
+        access.add_sources(events)
+        source_call = lambda *a, **kw: call_as(*a, token=access.tokens[f"src-{org}"], **kw)  # noqa: E731
         kafka.stop()
         restarted = threading.Timer(8, kafka.start)
         restarted.start()
         started = time.monotonic()
-        status, body = call("POST", proc.base_url + "/events", events, timeout=120)
+        status, body = source_call("POST", proc.base_url + "/events", events, timeout=120)
         restarted.join()
         if status == 202:
             assert time.monotonic() - started > 5  # it waited for the broker instead of failing
@@ -155,7 +143,7 @@ def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path, 
             assert len(on_topics) >= len(events)
         else:  # a 503 tells the source to send again: nothing was accepted
             assert status == 503 and body["error"] == "unavailable"
-            assert call("POST", proc.base_url + "/events", events)[0] == 202
+            assert source_call("POST", proc.base_url + "/events", events)[0] == 202
         expected = fold_lines([orjson.dumps(e) for e in events]).files()
         for file in expected:
             wait_for(lambda: call("GET", f"{proc.base_url}/workers/{file['ssn']}")[1] == file, 120,

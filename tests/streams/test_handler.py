@@ -120,3 +120,25 @@ def original_bytes(rejected: dict) -> bytes:
     if rejected["input_encoding"] == "base64":
         return base64.b64decode(rejected["input"])
     return rejected["input"].encode()
+
+
+def test_fold_batch_publishes_the_views_the_change_touches_and_pseudonymised_keys():
+    import orjson
+
+    from processors.views import pseudonym
+    from streams.access import load_views
+    from streams.handler import Audiences
+
+    key = b"s" * 32
+    audiences = Audiences(views=load_views(), pseudonym_key=key)
+    folded = fold_batch(load_state(SSN, None), [folded_input(contribution("e1", "2025-01"))], audiences)
+    views = {r.topic: r for r in folded.records if r.topic.startswith("worker-view-")}
+    assert set(views) == {"worker-view-social-insurance", "worker-view-pseudonymised"}
+    assert views["worker-view-social-insurance"].key == SSN.encode()
+    assert orjson.loads(views["worker-view-social-insurance"].value)["insurance"][0]["scheme"] == "unemployment"
+    assert views["worker-view-pseudonymised"].key == pseudonym(SSN, key).encode()
+    assert SSN.encode() not in views["worker-view-pseudonymised"].value
+    # without the key the pseudonymised view is not published at all
+    unkeyed = fold_batch(load_state(SSN, None), [folded_input(contribution("e1", "2025-01"))],
+                         Audiences(views=load_views(), pseudonym_key=None))
+    assert {r.topic for r in unkeyed.records if r.topic.startswith("worker-view-")} == {"worker-view-social-insurance"}
