@@ -30,6 +30,14 @@ TOPICS = {
                                                       "grant; exactly once per service_id"),
     "rejected-events": ("RejectedEvent", "workerfile", "every rejected input with its reason and origin; "
                                                        "at-least-once, deduplicate by (topic, partition, offset)"),
+    "worker-access-log": ("AccessLogEntry", "workerfile", "every read of a worker's file through the API and every "
+                                                          "operator action on it: who, when, which view, why"),
+}
+# Audience views (deploy/views.toml): JSON, not Avro; a tombstone when the file or the
+# reader's part of it is gone. worker-view-training.<org> is one topic per institution.
+VIEW_TOPICS = {
+    "worker-view-social-insurance": ("SSN", "the social-insurance systems' view of every file"),
+    "worker-view-pseudonymised": ("HMAC-SHA256 of the SSN, hex", "the integrators' pseudonymised view"),
 }
 
 
@@ -65,6 +73,26 @@ def build_asyncapi() -> dict:
             "bindings": {"kafka": {"key": {"type": "string", "description": "social-security number"},
                                    "bindingVersion": "0.5.0"}},
         }
+    for topic, (key, what) in VIEW_TOPICS.items():
+        channel_id = topic.replace("-", "_")
+        spec = specs[topic]
+        channels[channel_id] = {
+            "address": topic, "description": f"{what} (deploy/views.toml). Written by workerfile.",
+            "messages": {"WorkerView": {"$ref": "#/components/messages/WorkerView"}},
+            "bindings": {"kafka": {"topic": topic, "partitions": spec.partitions, "replicas": spec.replication,
+                                   "topicConfiguration": {k: _config_value(k, v) for k, v in sorted(spec.config.items())
+                                                          if k in ("cleanup.policy", "retention.ms", "delete.retention.ms")},
+                                   "bindingVersion": "0.5.0"}},
+        }
+        operations[f"send_{channel_id}"] = {"action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
+                                            "summary": f"workerfile publishes {topic}"}
+    messages["WorkerView"] = {
+        "name": "WorkerView", "contentType": "application/json",
+        "description": "A view of a worker's file: the sections of deploy/views.toml, as in the WorkerFile "
+                       "(JSON, dates as YYYY-MM-DD). Key: the SSN, or the pseudonym for a pseudonymised view. "
+                       "Also worker-view-training.<org>: one topic per training institution, its own trainings.",
+        "payload": {"type": "object"},
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "workerfile topics", "version": "1",

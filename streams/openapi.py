@@ -43,13 +43,32 @@ def build_openapi() -> dict:
                                                               "source": {"type": "string"},
                                                               "occurred_at": {"type": "string", "format": "date-time"},
                                                               "corrects": {"type": ["string", "null"]}}}}}}
+    schemas["AccessLog"] = {"type": "object", "required": ["ssn", "entries"], "properties": {
+        "ssn": {"type": "string"},
+        "entries": {"type": "array", "items": {"type": "object", "required": ["at", "caller", "audience", "action"],
+                                                "properties": {"at": {"type": "string", "format": "date-time"},
+                                                               "caller": {"type": "string"},
+                                                               "audience": {"type": "string"},
+                                                               "org": {"type": ["string", "null"]},
+                                                               "action": {"type": "string"},
+                                                               "purpose": {"type": ["string", "null"]},
+                                                               "detail": {"type": ["string", "null"]}}}}}}
+    denied = {"401": _error("no or unknown token", ["unauthenticated"]),
+              "403": _error("the caller's audience may not do this (deploy/views.toml)", ["forbidden"])}
+    purpose = {"name": "purpose", "in": "query", "required": False, "schema": {"type": "string"},
+               "description": "why the file is read, kept in the worker's access log (or header X-Purpose, "
+                              "percent-encoded UTF-8)"}
+    unrecorded = _error("the read could not be recorded in the access log, so it is not answered", ["unavailable"])
     ssn_param = {"name": "ssn", "in": "path", "required": True, "schema": {"type": "string"},
                  "description": "social-security number (18 characters, or the legacy 15 digits)"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "workerfile", "version": "1",
                  "description": "One electronic file per industrial worker. Served by every stream worker "
-                                "(`workerfile worker --web-port PORT`); any worker answers any SSN."},
+                                "(`workerfile worker --web-port PORT`); any worker answers any SSN. Every call "
+                                "but this document needs a caller's bearer token (`workerfile token add`); "
+                                "each caller sees its audience's view (deploy/views.toml)."},
+        "security": [{"bearer": []}],
         "paths": {
             "/events": {"post": {
                 "summary": "Ingest one event or a batch (all or nothing)",
@@ -60,6 +79,7 @@ def build_openapi() -> dict:
                     "202": {"description": "acknowledged by Kafka (acks=all)", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"accepted": {"type": "array", "items": {"type": "string"}}}}}}},
                     "400": _error("the body is not JSON, or not 1-1000 events", ["malformed", "schema"]),
+                    **denied,
                     "422": {"description": "invalid events; nothing was sent", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"error": {"const": "invalid_events"},
                                                          "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
@@ -68,26 +88,43 @@ def build_openapi() -> dict:
                                   ["unavailable"]),
                 }}},
             "/workers/{ssn}": {"get": {
-                "summary": "The worker's whole file",
-                "parameters": [ssn_param],
+                "summary": "The caller's view of the worker's file (the whole file for operators and the worker)",
+                "parameters": [ssn_param, purpose],
                 "responses": {
-                    "200": {"description": "the file", "content": {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/WorkerFile"}}}},
+                    "200": {"description": "the file, or the caller's view of it", "content": {"application/json": {
+                        "schema": {"oneOf": [{"$ref": "#/components/schemas/WorkerFile"}, {"type": "object"}]}}}},
                     "400": _error("malformed SSN", ["invalid_ssn"]),
-                    "404": _error("no file for this SSN", ["not_found"]),
+                    **denied,
+                    "404": _error("no file for this SSN, or nothing of the caller's in it", ["not_found"]),
+                    "503": unrecorded,
                 }}},
             "/workers/{ssn}/events": {"get": {
                 "summary": "The events that shaped the file, with their sources (provenance)",
-                "parameters": [ssn_param],
+                "parameters": [ssn_param, purpose],
                 "responses": {
                     "200": {"description": "provenance", "content": {"application/json": {"schema": {
                         "$ref": "#/components/schemas/Provenance"}}}},
                     "400": _error("malformed SSN", ["invalid_ssn"]),
+                    **denied,
                     "404": _error("no file for this SSN", ["not_found"]),
+                    "503": unrecorded,
                 }}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/workers/{ssn}/access-log": {"get": {
+                "summary": "Who read the file: every read through this API and every operator action on it",
+                "parameters": [ssn_param, purpose],
+                "responses": {
+                    "200": {"description": "the access log, oldest first", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/AccessLog"}}}},
+                    "400": _error("malformed SSN", ["invalid_ssn"]),
+                    **denied,
+                    "404": _error("no file for this SSN", ["not_found"]),
+                    "503": unrecorded,
+                }}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer", "description": "a caller's token from `workerfile token add`"}}},
     }
 
 

@@ -7,7 +7,9 @@ import json
 
 from schemas.avro import SCHEMA_DIR, load_schemas
 from streams import asyncapi, openapi
-from streams.topics import EVENT_TOPICS, REJECTED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
+from streams.topics import (
+    EVENT_TOPICS, REJECTED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES,
+)
 
 
 def test_committed_openapi_document_is_generated_from_the_models():
@@ -16,10 +18,12 @@ def test_committed_openapi_document_is_generated_from_the_models():
 
 def test_openapi_documents_every_route_and_its_error_answers():
     doc = json.loads(openapi.OPENAPI_PATH.read_text())
-    assert set(doc["paths"]) == {"/events", "/workers/{ssn}", "/workers/{ssn}/events", "/openapi.json"}
-    assert set(doc["paths"]["/events"]["post"]["responses"]) == {"202", "400", "422", "503"}
-    for path in ("/workers/{ssn}", "/workers/{ssn}/events"):
-        assert set(doc["paths"][path]["get"]["responses"]) == {"200", "400", "404"}
+    assert set(doc["paths"]) == {"/events", "/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log",
+                                 "/openapi.json"}
+    assert set(doc["paths"]["/events"]["post"]["responses"]) == {"202", "400", "401", "403", "422", "503"}
+    for path in ("/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log"):
+        assert set(doc["paths"][path]["get"]["responses"]) == {"200", "400", "401", "403", "404", "503"}
+    assert doc["security"] == [{"bearer": []}] and doc["paths"]["/openapi.json"]["get"]["security"] == []
     worker_file = doc["components"]["schemas"]["WorkerFile"]
     assert {"ssn", "employments", "certificates", "services", "issues", "applied_events"} <= set(worker_file["properties"])
     assert len(doc["components"]["schemas"]["Event"]["oneOf"]) == 14
@@ -33,11 +37,15 @@ def test_asyncapi_describes_every_contract_topic_with_its_avro_schema():
     doc = json.loads(asyncapi.ASYNCAPI_PATH.read_text())
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"]: c for c in doc["channels"].values()}
-    assert set(addresses) == {*EVENT_TOPICS, WORKER_FILES, WORKER_FILE_CHANGES, WORKER_SERVICES, REJECTED_EVENTS}
+    assert set(addresses) == {*EVENT_TOPICS, WORKER_FILES, WORKER_FILE_CHANGES, WORKER_SERVICES, REJECTED_EVENTS,
+                              WORKER_ACCESS_LOG, "worker-view-social-insurance", "worker-view-pseudonymised"}
     committed = load_schemas(SCHEMA_DIR)
     for channel in addresses.values():
         [ref] = channel["messages"].values()
         message = doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+        if message["contentType"] == "application/json":  # an audience view (deploy/views.toml)
+            assert channel["address"].startswith("worker-view-")
+            continue
         assert message["payload"]["schema"] == committed[message["name"]]
     assert addresses[WORKER_FILES]["bindings"]["kafka"]["topicConfiguration"]["cleanup.policy"] == ["compact"]
     assert addresses[WORKER_FILE_CHANGES]["bindings"]["kafka"]["topicConfiguration"]["cleanup.policy"] == ["delete"]
