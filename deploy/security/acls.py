@@ -99,6 +99,9 @@ def acl_bindings(parties: dict[str, dict] | None = None) -> list:
             allow(ACLOperation.WRITE, ResourceType.TOPIC, topic)
         for topic in party.get("read", []):
             allow(ACLOperation.READ, ResourceType.TOPIC, topic)
+        for start in party.get("write_prefixes", []):
+            allow(ACLOperation.CREATE, ResourceType.TOPIC, start, prefixed)
+            allow(ACLOperation.WRITE, ResourceType.TOPIC, start, prefixed)
         for group in party.get("groups", []):
             allow(ACLOperation.READ, ResourceType.GROUP, group, prefixed)
         if party.get("prefix"):
