@@ -14,7 +14,10 @@ the environment (the commands' `--kafka-user`, `--kafka-password-file` and
 | WORKERFILE_KAFKA_CONFIG | — | a Java client properties file (what `deploy/security/acls.py --secrets` writes): security.protocol, sasl.mechanism, sasl.jaas.config with username/password, ssl.truststore.location when ssl.truststore.type=PEM |
 | WORKERFILE_KAFKA_SSL_CAFILE | system CAs | PEM file of the CAs that signed the brokers' certificates (SASL_SSL) |
 
-The variables win over the properties file. The password is only ever read from a
+An option replaces the variable of the same meaning, and `--kafka-config` replaces the
+whole login of the variables (WORKERFILE_KAFKA_CONFIG, _USER, _PASSWORD_FILE);
+WORKERFILE_KAFKA_USER and _PASSWORD_FILE win over WORKERFILE_KAFKA_CONFIG's file, and
+_SECURITY_PROTOCOL, _SASL_MECHANISM, _SSL_CAFILE over any properties file. The password is only ever read from a
 file — never from the command line or a variable (WORKERFILE_KAFKA_PASSWORD is refused
 with a hint) — and never shown: not in repr()/str() of the settings, not in repr() of
 the client keyword arguments, not in error messages.
@@ -110,7 +113,8 @@ class KafkaSecurity:
                  config: str | os.PathLike | None = None) -> "KafkaSecurity":
         """The settings of the WORKERFILE_KAFKA_* variables of `environ` (default:
         os.environ); `user`, `password_file`, `config` (command-line options) win over
-        the variables of the same meaning. Raises KafkaSecurityError."""
+        the variables of the same meaning (`config` replaces the login variables: user,
+        password file, config file). Raises KafkaSecurityError."""
         env = os.environ if environ is None else environ
         if env.get(ENV_PASSWORD_REFUSED):
             raise KafkaSecurityError(
@@ -118,6 +122,8 @@ class KafkaSecurity:
                 f"put the password in a file readable only by you and set {ENV_PASSWORD_FILE} to it")
         values: dict[str, str | None] = {}
         config_name = "--kafka-config" if config else ENV_CONFIG
+        if config:  # a whole login given on the command line: not mixed with the environment's
+            env = {k: v for k, v in env.items() if k not in (ENV_USER, ENV_PASSWORD_FILE, ENV_CONFIG)}
         config = config or env.get(ENV_CONFIG) or None
         if config:
             values.update(read_client_properties(config, config_name))

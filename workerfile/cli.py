@@ -44,8 +44,15 @@ def kafka_security(args: argparse.Namespace, command: str):
         return None
 
 
-def _login_hint(security) -> str:
-    return f" (logged in {security.describe()}; a wrong user or password shows as a timeout)" if security.sasl else ""
+def _login_hint(security, err: BaseException | None = None) -> str:
+    """Who the command was logged in as, for its error message (nothing on PLAINTEXT)."""
+    if not security.sasl:
+        return ""
+    if "Timeout" in type(err).__name__:
+        return f" (logged in {security.describe()}; a wrong user or password shows as this timeout)"
+    if "Authorization" in type(err).__name__:
+        return f" (logged in {security.describe()}; its rights: deploy/security/parties.toml)"
+    return f" (logged in {security.describe()})"
 
 
 def cmd_fold(args: argparse.Namespace) -> int:
@@ -103,7 +110,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         print(f"workerfile topics: {err}", file=sys.stderr)
         return 1
     except KafkaError as err:  # not allowed (topics need the admin login), unreachable, login refused
-        print(f"workerfile topics: {type(err).__name__}: {err}{_login_hint(security)}", file=sys.stderr)
+        print(f"workerfile topics: {type(err).__name__}: {err}{_login_hint(security, err)}", file=sys.stderr)
         return 1
     return 0
 
@@ -168,7 +175,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
             print(f"workerfile sink: stopped: {err}", file=sys.stderr)
             return 2
         except Exception as err:  # the broker unreachable, the database gone
-            print(f"workerfile sink: failed: {type(err).__name__}: {err}{_login_hint(security)}", file=sys.stderr)
+            print(f"workerfile sink: failed: {type(err).__name__}: {err}{_login_hint(security, err)}", file=sys.stderr)
             return 1
         print(f"workerfile sink: {stats.summary()}; {store.count()} files in worker_files", file=sys.stderr)
     return 0
@@ -190,7 +197,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except KafkaError as err:  # e.g. GroupAuthorizationFailedError: a group outside the party's prefix
-        print(f"workerfile subscribe: {type(err).__name__}: {err}{_login_hint(security)}", file=sys.stderr)
+        print(f"workerfile subscribe: {type(err).__name__}: {err}{_login_hint(security, err)}", file=sys.stderr)
         return 1
     print(f"workerfile subscribe: {count} {args.what} handed on", file=sys.stderr)
     return 0
@@ -253,7 +260,7 @@ def cmd_stats_follow(args: argparse.Namespace) -> int:
             print(f"workerfile stats follow: stopped: {err}", file=sys.stderr)
             return 2
         except Exception as err:  # the broker unreachable, the database gone
-            print(f"workerfile stats follow: failed: {type(err).__name__}: {err}{_login_hint(security)}",
+            print(f"workerfile stats follow: failed: {type(err).__name__}: {err}{_login_hint(security, err)}",
                   file=sys.stderr)
             return 1
         workers = store.totals().get(("workers",), 0)

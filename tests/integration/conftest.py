@@ -79,3 +79,84 @@ def publish(bootstrap: str, items, topic_for_bad: str = "training-events") -> di
             producer.send_raw(producer.topic_for(event), key, codec.encode_event(event))
             counts["valid"] += 1
     return counts
+
+
+# --- a secured broker (deploy/security/): SASL/SCRAM-SHA-512 logins and ACLs per party ----------
+
+def load_security_acls():
+    """deploy/security/acls.py (users, ACLs, client properties) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "security" / "acls.py"
+    spec = importlib.util.spec_from_file_location("security_acls", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class SecuredKafka:
+    """A running broker with deploy/security/server.properties: the `admin` super user and
+    every party user of parties.toml with its ACLs. `secrets` holds what
+    `acls.py --secrets` writes: <user>.password and <user>.properties (admin's too)."""
+
+    def __init__(self, broker: LocalKafka, secrets, acls):
+        self.broker = broker
+        self.secrets = secrets
+        self.acls = acls
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def password(self, user: str) -> str:
+        return self.password_file(user).read_text().strip()
+
+    def password_file(self, user: str):
+        return self.secrets / f"{user}.password"
+
+    def properties_file(self, user: str):
+        return self.secrets / f"{user}.properties"
+
+    def kafka_python(self, user: str, password: str | None = None) -> dict:
+        """kafka-python login arguments (another password to try a wrong one)."""
+        return self.acls.client_kwargs(user, self.password(user) if password is None else password)
+
+    def security(self, user: str):
+        """The project's login settings (streams.kafka_security) of `user`."""
+        from streams.kafka_security import KafkaSecurity
+
+        return KafkaSecurity.from_env({}, user=user, password_file=self.password_file(user))
+
+    def env(self, user: str) -> dict[str, str]:
+        """The WORKERFILE_KAFKA_* variables that log a command in as `user`."""
+        return {"WORKERFILE_KAFKA_USER": user, "WORKERFILE_KAFKA_PASSWORD_FILE": str(self.password_file(user))}
+
+    def admin_client(self):
+        return self.acls.admin_client(self.bootstrap, self.password("admin"))
+
+
+@pytest.fixture(scope="module")
+def secured_kafka(tmp_path_factory):
+    """A secured single broker on free 127.0.0.1 ports (no topics yet), its admin credential
+    created when the storage is formatted; the party users and ACLs applied with
+    `deploy/security/acls.py --secrets` as admin. Stopped at the end of the module."""
+    acls = load_security_acls()
+    secrets = tmp_path_factory.mktemp("secrets")
+    admin_password = acls.new_password()
+    (secrets / "admin.password").write_text(admin_password + "\n")
+    (secrets / "admin.properties").write_text(acls.client_properties("admin", admin_password))
+    broker = LocalKafka(extra_config=acls.server_config(admin_password), env={
+        "KAFKA_LISTENER_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_CONTROLLER_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_ADD_SCRAM": acls.format_scram("admin", admin_password),
+        "KAFKA_CLIENT_CONFIG": str(secrets / "admin.properties"),  # the readiness probe logs in as admin
+    })
+    broker.start()
+    try:
+        assert acls.main(["--bootstrap", broker.bootstrap, "--admin-password-file", str(secrets / "admin.password"),
+                          "--secrets", str(secrets)]) == 0
+        yield SecuredKafka(broker, secrets, acls)
+    finally:
+        broker.stop()
+    assert not broker.is_running()

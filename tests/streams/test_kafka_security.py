@@ -104,6 +104,17 @@ def test_options_win_over_the_variables(password_file, tmp_path):
     assert (security.user, security.password) == ("employer", "other-password")
 
 
+def test_a_config_option_replaces_the_login_of_the_environment(tmp_path, password_file):
+    path = tmp_path / "admin.properties"
+    path.write_text(acls.client_properties("admin", "admin-password"))
+    env = {ENV_USER: "training", ENV_PASSWORD_FILE: str(password_file), ENV_CONFIG: "/nonexistent"}
+    security = KafkaSecurity.from_env(env, config=path)
+    assert (security.user, security.password) == ("admin", "admin-password")
+    # the options of the same meaning still win over the file
+    security = KafkaSecurity.from_env(env, config=path, user="training", password_file=password_file)
+    assert (security.user, security.password) == ("training", PASSWORD)
+
+
 def test_stream_settings_carry_the_login(clean_env, password_file):
     clean_env.setenv(ENV_USER, "workerfile")
     clean_env.setenv(ENV_PASSWORD_FILE, str(password_file))
