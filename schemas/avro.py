@@ -45,7 +45,7 @@ SCHEMA_DIR = Path(__file__).parent / "avro"
 RELEASED_DIR = Path(__file__).parent / "released"
 OUTPUT_MODELS: tuple[type[BaseModel], ...] = (
     outputs.WorkerFile, outputs.WorkerFileChange, outputs.ServiceEvent, outputs.RejectedEvent,
-    outputs.AccessLogEntry,
+    outputs.AccessLogEntry, outputs.OperatorCommand,
 )
 TIMESTAMP_DOC = ("RFC 3339 timestamp with its UTC offset, e.g. 2026-03-01T09:00:00+08:00; a string "
                  "rather than an Avro timestamp so that the offset is kept exactly.")

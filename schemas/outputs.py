@@ -168,3 +168,19 @@ class AccessLogEntry(Frozen):
     action: Literal["read_file", "read_events", "read_access_log", "merge", "erase"]
     purpose: str | None = None  # why, when the caller said (X-Purpose header / --reason)
     detail: str | None = None  # e.g. the other number of a merge
+
+
+class OperatorCommand(Frozen):
+    """Internal, on `workerfile-operator-commands` (keyed by `ssn`): an operator's merge or
+    erasure of a file (`workerfile admin`), taken by the stream processors in order with
+    the worker's events. `merge_in` is what the processors send on to the file that
+    receives a merge, with the merged file's state."""
+
+    command_id: str
+    action: Literal["erase", "merge", "merge_in"]
+    ssn: str  # the file acted on
+    other_ssn: str | None = None  # merge: the number merged into; merge_in: the number merged from
+    operator: str
+    reason: str
+    at: dt.datetime
+    state: bytes | None = None  # merge_in: the state of the file merged in

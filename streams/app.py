@@ -32,9 +32,13 @@ from processors.fold import WorkerState
 from processors.identity import mask_ssn
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
-from streams.handler import Audiences, Origin, dump_state, fold_batch, intake_message, load_state
+from streams.handler import (
+    Audiences, Marker, Origin, apply_command, dump_state, fold_batch, intake_message, load_state, redirected,
+)
 from streams.settings import StreamSettings
-from streams.topics import EVENT_TOPICS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_SERVICES
+from streams.topics import (
+    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_SERVICES,
+)
 from streams.web import register_web
 
 log = logging.getLogger("workerfile.stream")
@@ -108,17 +112,27 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         canonical_url=f"http://127.0.0.1:{settings.web_port or 6066}",
+        # faust's own pages (/table/NAME/KEY/ shows table values, /router/, /graph/,
+        # /stats/) would serve states and assignments to anyone: only our pages are served
+        web_tables_enabled=False, web_router_enabled=False, web_graph_enabled=False,
+        web_stats_enabled=False, web_metrics_enabled=False,
         table_standby_replicas=0,
         key_serializer="raw",
         value_serializer="raw",
     )
-    sources = app.topic(*EVENT_TOPICS, REKEYED_EVENTS, key_type=bytes, value_type=bytes,
+    sources = app.topic(*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS, key_type=bytes, value_type=bytes,
                         partitions=settings.partitions)
     # bytes keys (raw, not JSON): the changelog and faust's web router then hash the SSN
     # exactly as the producers of the event topics do, so a key's table partition is its
     # event partition
     states = app.Table("worker-state", default=None, key_type=bytes, value_type=bytes,
                        partitions=settings.partitions)
+    # The markers of numbers merged or erased by an operator: a fixed changelog topic name
+    # (not derived from the application id), so a replay under a new id still has them.
+    markers = app.Table("identity-markers", default=None, key_type=bytes, value_type=bytes,
+                        partitions=settings.partitions,
+                        changelog_topic=app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes,
+                                                  partitions=settings.partitions, compacting=True))
     access_logs = app.Table("access-log", default=None, key_type=bytes, value_type=bytes,
                             partitions=settings.partitions)
     ledger = ServiceLedger(settings.broker)
@@ -170,36 +184,68 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 cache.clear()  # states folded in memory may be ahead of the table now
                 raise
 
+    async def send(record) -> None:
+        pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
+
+    async def publish(folded, ssn: str, partition: int) -> None:
+        """Send a worker's records; a grant only if not already on worker-services."""
+        for record in folded.records:
+            await send(record)
+        if folded.grants:
+            published = await ledger.published(partition)
+            for service_id, record in folded.grants:
+                if service_id in published:
+                    log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
+                    continue
+                fut = await (await topic(record.topic)).send(key=record.key, value=record.value)
+                await fut  # on the topic before anything else happens
+                published.add(service_id)
+
+    pending: list = []  # delivery futures of the batch being processed
+
     async def process_batch(batch) -> None:
         log.debug("batch of %d messages", len(batch))
-        pending = []  # delivery futures
+        pending.clear()
         by_worker: dict[str, list] = defaultdict(list)
         anchor: dict[str, faust.EventT] = {}  # one event of each worker: its partition
+        commands = []
         for ev in batch:
             msg = ev.message
+            if msg.topic == OPERATOR_COMMANDS:
+                commands.append(ev)
+                continue
             origin = Origin(msg.topic, msg.partition, msg.offset)
             intake = intake_message(msg.key, msg.value, origin)
             for record in intake.records:
-                pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
+                await send(record)
             if intake.event is not None:
                 by_worker[intake.event.ssn].append((intake.event, msg.key, msg.value, origin))
                 anchor[intake.event.ssn] = ev
-        new_states = {}
+        new_states, new_markers = {}, {}
         for ssn, events in by_worker.items():
             # faust places table reads and writes in the partition of the "current event"
             in_partition_of(anchor[ssn])
-            folded = fold_batch(state_of(ssn), events, audiences)
-            for record in folded.records:
-                pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
-            if folded.grants:
-                published = await ledger.published(anchor[ssn].message.partition)
-                for service_id, record in folded.grants:
-                    if service_id in published:
-                        log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
-                        continue
-                    fut = await (await topic(record.topic)).send(key=record.key, value=record.value)
-                    await fut  # on the topic before anything else happens
-                    published.add(service_id)
+            marker = Marker.from_bytes(markers.get(ssn.encode()))
+            if marker and marker.merged_into:  # merged by an operator: its events go to the other number
+                for event, *_ in events:
+                    await send(redirected(event, marker.merged_into))
+                continue
+            folded = fold_batch(state_of(ssn), events, audiences, marker.erased_ids if marker else frozenset())
+            await publish(folded, ssn, anchor[ssn].message.partition)
+            new_states[ssn] = folded.state
+        for ev in commands:  # after the events of the same batch
+            command = decode_command(ev)
+            if command is None:
+                continue
+            ssn = command["ssn"]
+            in_partition_of(ev)
+            anchor[ssn] = ev
+            state = new_states[ssn] if ssn in new_states else state_of(ssn)
+            marker = new_markers[ssn] if ssn in new_markers else Marker.from_bytes(markers.get(ssn.encode()))
+            folded, new_markers[ssn] = apply_command(state, marker, command, audiences)
+            log.warning("operator %s: %s of %s by %s", command["command_id"], command["action"], mask_ssn(ssn),
+                        command["operator"])
+            await publish(folded, ssn, ev.message.partition)
             new_states[ssn] = folded.state
         if pending:
             await asyncio.gather(*pending)
@@ -207,6 +253,23 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             in_partition_of(anchor[ssn])
             states[ssn.encode()] = dump_state(state)
             remember(ssn, state)
+        for ssn, marker in new_markers.items():
+            in_partition_of(anchor[ssn])
+            markers[ssn.encode()] = marker.to_bytes()
+
+    def decode_command(ev) -> dict | None:
+        """An operator command, or None (logged) if the message is not one of this worker's."""
+        try:
+            name, command = codec.decode(ev.message.value)
+        except codec.CodecError as err:
+            log.error("not an operator command at %s/%d/%d: %s", ev.message.topic, ev.message.partition,
+                      ev.message.offset, err)
+            return None
+        if name != "OperatorCommand" or ev.message.key != command["ssn"].encode():
+            log.error("ignored %s at %s/%d/%d: not an operator command keyed by its number", name,
+                      ev.message.topic, ev.message.partition, ev.message.offset)
+            return None
+        return command
 
     @app.agent(app.topic(WORKER_ACCESS_LOG, key_type=bytes, value_type=bytes, partitions=settings.partitions))
     async def keep_access_logs(stream):

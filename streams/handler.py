@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 import orjson
 
 from processors.derive import derive_file, new_service_events, record_change
-from processors.fold import ACCEPTED, DUPLICATE, WorkerState, fold_event, new_state, state_from_bytes, state_to_bytes
+from processors.fold import (
+    ACCEPTED, DUPLICATE, WorkerState, fold_event, merge_states, new_state, state_from_bytes, state_to_bytes,
+)
+from processors.identity import mask_ssn
 from processors.intake import Rejection, validate_event
 from processors.views import View, view_records
 from schemas.events import Envelope
 from streams import codec
-from streams.topics import REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
+from streams.topics import (
+    OPERATOR_COMMANDS, REJECTED_EVENTS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILES,
+    WORKER_SERVICES,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +135,18 @@ def view_output(ssn: str, file: dict | None, changed, state: WorkerState, audien
 
 
 def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, bytes, Origin]],
-               audiences: Audiences | None = None) -> Folded:
+               audiences: Audiences | None = None, erased: set[str] | frozenset = frozenset()) -> Folded:
     """Fold one worker's events (in arrival order) into `state`, then derive the file once
     and say what to publish: the file, a change event if it changed, the audience views
-    it changed, new grants, and a rejection record for each event the fold rejected."""
+    it changed, new grants, and a rejection record for each event the fold rejected.
+    Events of an erased file (`erased` ids) count as duplicates: they never come back."""
     out = Folded(state=state)
     applied: list[str] = []
     aliases_before = len(state.aliases)
     for event, key, value, origin in events:
+        if event.event_id in erased:
+            out.duplicates += 1
+            continue
         outcome = fold_event(state, event)
         if outcome.status == ACCEPTED:
             out.accepted += 1
@@ -148,6 +158,14 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
             out.records.append(rejection_record(outcome.rejection, key, value, origin, event.event_id))
     if not applied and len(state.aliases) == aliases_before:
         return out
+    publish_file(out, applied, audiences)
+    return out
+
+
+def publish_file(out: Folded, applied: list[str], audiences: Audiences | None) -> None:
+    """Derive the file of `out.state` and add what to publish: the file, a change event
+    if it changed, the views it changed, new grants."""
+    state = out.state
     file = derive_file(state)
     changed = record_change(state, file)
     key = state.ssn.encode()
@@ -158,7 +176,97 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
         out.records.extend(view_output(state.ssn, file, changed, state, audiences))
     for service in new_service_events(state, file):
         out.grants.append((service["service_id"], Record(WORKER_SERVICES, key, codec.encode("ServiceEvent", service))))
-    return out
+
+
+# --- operator commands: merge two files, erase a file (issue #6) -------------------------------
+
+@dataclass
+class Marker:
+    """What the processors keep of a number after an operator's merge or erasure (table
+    `identity-markers`, whose changelog topic has a fixed name so that a replay under a
+    new application id still knows it): the number its events now go to, and the ids of
+    erased events, which are never folded again."""
+
+    merged_into: str | None = None
+    erased_ids: set[str] = field(default_factory=set)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"merged_into": self.merged_into, "erased_ids": sorted(self.erased_ids)})
+
+    @classmethod
+    def from_bytes(cls, blob: bytes | None) -> "Marker | None":
+        if not blob:
+            return None
+        raw = orjson.loads(blob)
+        return cls(merged_into=raw.get("merged_into"), erased_ids=set(raw.get("erased_ids", ())))
+
+
+def redirected(event: Envelope, into: str) -> Record:
+    """An event of a number merged into `into`, sent on under that number."""
+    moved = event.model_copy(update={"ssn": into})
+    return Record(REKEYED_EVENTS, into.encode(), codec.encode_event(moved))
+
+
+def audit_record(ssn: str, command: dict, detail: str) -> Record:
+    """The access-log line of an operator's action on a file."""
+    entry = {"ssn": ssn, "at": command["at"], "caller": command["operator"], "audience": "operator", "org": None,
+             "action": "merge" if command["action"] == "merge_in" else command["action"],
+             "purpose": command["reason"], "detail": detail}
+    return Record(WORKER_ACCESS_LOG, ssn.encode(), codec.encode("AccessLogEntry", entry))
+
+
+def file_gone(state: WorkerState, section: str, audiences: Audiences | None) -> list[Record]:
+    """Tombstones of a file that is gone (erased, or merged into another), on every
+    record topic: worker-files and every view; and a change event saying why."""
+    key = state.ssn.encode()
+    change = {"ssn": state.ssn, "version": state.version + 1, "changed_sections": [section], "event_ids": []}
+    return [Record(WORKER_FILES, key, None), *view_output(state.ssn, None, [], state, audiences),
+            Record(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change))]
+
+
+def apply_command(state: WorkerState, marker: Marker | None, command: dict,
+                  audiences: Audiences | None = None) -> tuple[Folded, Marker | None]:
+    """Carry out one operator command on the file of `command["ssn"]` (whose state is
+    `state`): what to publish, the new state and the number's new marker.
+
+    - erase: tombstones everywhere, an empty state (the version goes on), and the ids of
+      the erased events kept so that re-deliveries never bring them back;
+    - merge (into other_ssn): the same tombstones, the state sent on to the other number
+      as a `merge_in` command, and this number's later events sent there too;
+    - merge_in: the merged state joins this file (set union of events), the old number
+      becomes an alias, and the file is published as after any fold.
+    Each is written to the worker's access log."""
+    action, ssn, other = command["action"], command["ssn"], command.get("other_ssn")
+    marker = marker or Marker()
+    if action == "erase":
+        out = Folded(state=new_state(ssn))
+        out.state.version = state.version + 1
+        out.records = file_gone(state, "erased", audiences) + [audit_record(ssn, command, "file erased")]
+        marker.erased_ids |= set(state.records)
+        return out, marker
+    if action == "merge":
+        out = Folded(state=new_state(ssn))
+        out.state.version = state.version + 1
+        onward = {**command, "action": "merge_in", "ssn": other, "other_ssn": ssn, "state": state_to_bytes(state)}
+        out.records = file_gone(state, "merged", audiences) + [
+            audit_record(ssn, command, f"merged into {mask_ssn(other)}"),
+            Record(OPERATOR_COMMANDS, other.encode(), codec.encode("OperatorCommand", onward))]
+        marker.merged_into = other
+        return out, marker
+    if action == "merge_in":
+        if marker.merged_into:  # this number was itself merged on: pass the merge on
+            onward = {**command, "ssn": marker.merged_into}
+            return Folded(state=state, records=[
+                Record(OPERATOR_COMMANDS, marker.merged_into.encode(), codec.encode("OperatorCommand", onward))]), marker
+        merged = state_from_bytes(command["state"])
+        merged.ssn = ssn
+        joined = merge_states(state, merged)
+        joined.aliases |= {other} | merged.aliases
+        joined.section_digests = dict(state.section_digests)
+        out = Folded(state=joined, records=[audit_record(ssn, command, f"merged from {mask_ssn(other)}")])
+        publish_file(out, sorted(set(merged.records) - set(state.records)), audiences)
+        return out, marker
+    raise ValueError(f"unknown operator command {action!r}")
 
 
 def dump_state(state: WorkerState) -> bytes:

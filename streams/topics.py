@@ -27,6 +27,9 @@ REJECTED_EVENTS = "rejected-events"
 WORKER_ACCESS_LOG = "worker-access-log"
 # Internal: operator commands (merge, erase), taken in order with the events.
 OPERATOR_COMMANDS = "workerfile-operator-commands"
+# Internal: the changelog of the processors' table of merged/erased numbers (a fixed name,
+# not the application id's, so that a replay under a new id still knows them).
+IDENTITY_MARKERS = "workerfile-identity-markers"
 # Internal: events whose producer keyed them by anything but the normalised SSN are
 # re-published here under the right key, so they reach the partition of their worker.
 REKEYED_EVENTS = "workerfile-rekeyed-events"

@@ -109,8 +109,8 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
     async def answer_for_worker(view: View, request: Request, raw_ssn: str, action: str, permission: str | None,
                                 render, table=None) -> Response:
         """Authenticate and authorise; validate the SSN; answer here if this worker owns
-        its partition (404 when there is no file, else record the access and answer
-        `render(ssn, state, caller)`), or forward the request to the owner."""
+        its partition (record the access and answer `render(ssn, state or None,
+        caller)`, 404 if that is None), or forward the request to the owner."""
         caller = authenticate(view, request)
         if not isinstance(caller, Caller):
             return caller
@@ -132,11 +132,12 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
             return await app.router.route_req(table.name, ssn.encode(), view.web, request)
         except SameNode:
             blob = states.get(ssn.encode())
-            if not blob:
-                return view.error(404, "not_found", message=f"no file for {mask_ssn(ssn)}")
-            body = render(ssn, load_state(ssn, blob), caller)
+            state = load_state(ssn, blob) if blob else None
+            if state is not None and not state.records:  # erased, or merged into another number
+                state = None
+            body = render(ssn, state, caller)
             if body is None:
-                return view.error(404, "not_found", message=f"nothing of yours in the file of {mask_ssn(ssn)}")
+                return view.error(404, "not_found", message=f"no file for {mask_ssn(ssn)}, or nothing of yours in it")
             try:
                 await record_access(ssn, caller, action, request)
             except Exception as err:  # not recorded: not answered
@@ -145,6 +146,8 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
             return view.json(body)
 
     def file_view(ssn: str, state, caller: Caller) -> dict | None:
+        if state is None:
+            return None
         audience = views[caller.audience]
         if "pseudonym" in audience.fields and audiences.pseudonym_key is None:
             raise Unavailable("the pseudonym key is not configured (WORKERFILE_PSEUDONYM_KEY_FILE)")
@@ -161,15 +164,16 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
     @app.page("/workers/{ssn}/events")
     class WorkerEventsView(View):
         async def get(self, request: Request, ssn: str) -> Response:
-            return await answer_for_worker(self, request, ssn, "read_events", "provenance",
-                                           lambda number, state, caller: {"ssn": number, "events": provenance(state)})
+            return await answer_for_worker(
+                self, request, ssn, "read_events", "provenance",
+                lambda number, state, caller: state and {"ssn": number, "events": provenance(state)})
 
     @app.page("/workers/{ssn}/access-log")
     class AccessLogView(View):
         async def get(self, request: Request, ssn: str) -> Response:
-            def render(number, state, caller):
-                entries = orjson.loads(access_logs.get(number.encode()) or b"[]")
-                return {"ssn": number, "entries": entries}
+            def render(number, state, caller):  # also of an erased or merged file: who did it
+                blob = access_logs.get(number.encode())
+                return {"ssn": number, "entries": orjson.loads(blob or b"[]")} if blob or state else None
             return await answer_for_worker(self, request, ssn, "read_access_log", "access_log", render,
                                            table=access_logs)
 

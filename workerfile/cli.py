@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from workerfile import logmask
+
 
 class _NoPasswordOption(argparse.Action):
     """--kafka-password is refused (without echoing it), rather than being taken as an
@@ -431,6 +433,49 @@ def cmd_token_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin(args: argparse.Namespace) -> int:
+    """Send an operator command (merge two files, erase a file) to the stream processors."""
+    from processors.identity import IdentityError, mask_ssn
+    from streams.admin import AdminError, send_command
+
+    security = kafka_security(args, "admin")
+    if security is None:
+        return 2
+    try:
+        command = send_command(args.broker, args.action, args.ssn, getattr(args, "into", None),
+                               operator=args.operator, reason=args.reason, security=security)
+    except (AdminError, IdentityError) as err:
+        print(f"workerfile admin {args.action}: {getattr(err, 'message', err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # the broker did not take it
+        print(f"workerfile admin {args.action}: not sent: {type(err).__name__}: {err}{_login_hint(security, err)}",
+              file=sys.stderr)
+        return 1
+    target = f" into {mask_ssn(command['other_ssn'])}" if command["other_ssn"] else ""
+    print(f"workerfile admin: {args.action} of {mask_ssn(command['ssn'])}{target} sent as command "
+          f"{command['command_id']}; the stream processors carry it out in order with the worker's events "
+          "and record it in the worker's access log", file=sys.stderr)
+    return 0
+
+
+def admin_parser(sub) -> None:
+    admin = sub.add_parser("admin", help="operator actions on files, audited: merge two numbers, erase a file")
+    actions = admin.add_subparsers(dest="action", required=True)
+    merge = actions.add_parser("merge", help="merge the file of SSN into the file of INTO (one person, two numbers)")
+    merge.add_argument("ssn", help="the number whose file is merged away (it becomes an alias)")
+    merge.add_argument("into", help="the number that keeps the file")
+    erase = actions.add_parser("erase", help="remove a file: tombstones on every record topic, rows deleted by sinks")
+    erase.add_argument("ssn")
+    for p in (merge, erase):
+        p.add_argument("--reason", required=True, help="why (kept in the worker's access log)")
+        p.add_argument("--operator", default=os.environ.get("USER") or None,
+                       help="who does it (kept in the worker's access log; default $USER)")
+        p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
+                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+        kafka_options(p)
+        p.set_defaults(func=cmd_admin)
+
+
 def token_parser(sub) -> None:
     token = sub.add_parser("token", help="API callers and the pseudonym key (deploy/views.toml, README Security)")
     actions = token.add_subparsers(dest="action", required=True)
@@ -526,10 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     sink.set_defaults(func=cmd_sink)
     stats_parser(sub)
     token_parser(sub)
+    admin_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    logmask.install()  # no log record of any command shows a whole SSN
     args = build_parser().parse_args(argv)
     return args.func(args)
 

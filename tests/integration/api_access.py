@@ -59,9 +59,16 @@ def call(method: str, url: str, body=None, token: str | None = None, timeout: fl
     request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
+            return response.status, _body(response.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
+        return err.code, _body(err.read())
+
+
+def _body(raw: bytes):
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:  # not JSON (aiohttp's own 404 page, say)
+        return {"text": raw.decode(errors="replace")}
 
 
 def ingest(base_url: str, access: Access, events: list[dict]) -> list[str]:

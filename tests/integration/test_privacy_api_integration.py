@@ -59,6 +59,10 @@ def test_callers_are_authenticated_authorised_and_shown_their_view_only(kafka, s
     url = f"{proc.base_url}/workers/{ssn}"
     before = on_event_topics(kafka.bootstrap)
 
+    # faust's own pages (table values, routing, stats) are not served at all
+    for page in ("/table/", "/table/worker-state/", f"/table/worker-state/{ssn}/", "/router/", "/graph/", "/stats/"):
+        assert call("GET", proc.base_url + page, token=access.tokens["operator"])[0] == 404, page
+
     # 401: no token, an unknown token; nothing written
     for token in (None, "not-a-token"):
         assert call("GET", url, token=token)[0] == 401

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from processors.batch import fold_lines
 from processors.derive import changed_sections, new_service_events
+from processors.fold import state_to_bytes
 from processors.identity import ORG_ALPHABET, make_org_code, make_ssn
 from processors.intake import Rejection, validate_event
 from schemas.avro import SCHEMA_DIR, released_versions
@@ -409,3 +410,19 @@ def test_counts_beyond_what_avro_long_holds_are_rejected_by_the_model():
     rejection = validate_event(raw, NOW)
     assert not isinstance(rejection, Envelope)
     assert (rejection.reason, rejection.field) == ("schema", "payload.hours")
+
+
+def test_access_log_entries_and_operator_commands_round_trip(folded_population):
+    from schemas.outputs import AccessLogEntry
+
+    ssn = next(iter(folded_population.states))
+    entry = {"ssn": ssn, "at": "2026-11-29T10:00:00.123+08:00", "caller": "深圳市社保局", "audience": "social_insurance",
+             "org": "914403001922038216", "action": "read_file", "purpose": "待遇核定", "detail": None}
+    AccessLogEntry.model_validate(entry)
+    assert decode(encode("AccessLogEntry", entry)) == ("AccessLogEntry", entry)
+    state = state_to_bytes(folded_population.states[ssn])
+    command = {"command_id": "c1", "action": "merge_in", "ssn": ssn, "other_ssn": "11010519491231002X",
+               "operator": "ops", "reason": "two numbers, one person", "at": "2026-11-29T10:00:00+08:00",
+               "state": state}
+    name, decoded = decode(encode("OperatorCommand", command))
+    assert name == "OperatorCommand" and decoded == command and decoded["state"] == state
