@@ -23,6 +23,7 @@ from schemas.events import SKILL_LADDER
 from schemas.outputs import FILE_SECTIONS
 
 RETRACTED = "event.retracted"
+INSURANCE_TYPES = frozenset({"insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"})
 LEVEL_RANK = {level: i for i, level in enumerate(SKILL_LADDER)}
 LADDER_KINDS = frozenset({"vocational_qualification", "skill_level"})
 SERVICE_NAMESPACE = uuid.UUID("6f1c1f3e-5b7e-4f53-9a43-6d2f8c1b9a10")
@@ -53,31 +54,64 @@ def effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record
     retracted. Corrections whose type differs from the slot's, or from any event they
     (transitively) correct, are inert.
     """
-    retracted = {r.data["event_id"] for r in records.values() if r.type == RETRACTED}
-    slots: dict[str, list[tuple[str, Record]]] = {}
+    by_type, applied_retractions = _effective_by_type(records)
+    return [member for group in by_type.values() for member in group.items()], applied_retractions
+
+
+def _effective_by_type(records: dict[str, Record]) -> tuple[dict[str, dict[str, Record]], int]:
+    """`effective_events` grouped by type, {type: {event_id: record}} (in no particular
+    order). Most events correct nothing and are not retracted: each is alone in its slot
+    and takes effect, so only the corrections are resolved slot by slot."""
+    retracted: set[str] = set()
+    applied_retractions = 0
+    by_type: dict[str, dict[str, Record]] = {}
+    corrections: list[tuple[str, Record]] = []
     for eid, rec in records.items():
-        if rec.type == RETRACTED:
-            continue
+        kind = rec.type
+        if kind == RETRACTED:
+            target = rec.data["event_id"]
+            retracted.add(target)
+            if target in records:
+                applied_retractions += 1
+        elif rec.corrects is not None:
+            corrections.append((eid, rec))
+        else:
+            group = by_type.get(kind)
+            if group is None:
+                by_type[kind] = {eid: rec}
+            else:
+                group[eid] = rec
+    for eid in retracted:  # a retracted original is dead
+        rec = records.get(eid)
+        if rec is not None and rec.corrects is None and rec.type != RETRACTED:
+            del by_type[rec.type][eid]
+    if not corrections:
+        return by_type, applied_retractions
+    slots: dict[str, list[tuple[str, Record]]] = {}
+    for eid, rec in corrections:
         path, root = _correction_path(eid, records)
         if root is None or any(p in retracted for p in path):
             continue
         if any(p in records and records[p].type != rec.type for p in path[1:]):
             continue  # it corrects (through) an event of another type: inert, as if rejected
         slots.setdefault(root, []).append((eid, rec))
-    winners = []
     for root, members in slots.items():
         original = records.get(root)
+        if original is not None and original.corrects is None and root in by_type.get(original.type, ()):
+            del by_type[original.type][root]  # the live original is one of the slot's members
+            members = [(root, original), *members]
         if original is not None and original.type != RETRACTED:
             kind = original.type
         else:  # the original has not arrived: the latest correction sets the type
             kind = max(members, key=_order)[1].type
-        corrections = [m for m in members if m[0] != root and m[1].type == kind]
-        if corrections:
-            winners.append(max(corrections, key=_order))
+        slot_corrections = [m for m in members if m[0] != root and m[1].type == kind]
+        if slot_corrections:
+            winners = [max(slot_corrections, key=_order)]
         else:
-            winners.extend(m for m in members if m[0] == root)  # the original, when live
-    applied_retractions = sum(1 for r in records.values() if r.type == RETRACTED and r.data["event_id"] in records)
-    return winners, applied_retractions
+            winners = [m for m in members if m[0] == root]  # the original, when live
+        for eid, rec in winners:
+            by_type.setdefault(rec.type, {})[eid] = rec
+    return by_type, applied_retractions
 
 
 def _order(member: tuple[str, Record]) -> tuple[int, str]:
@@ -107,10 +141,12 @@ def _correction_path(eid: str, records: dict[str, Record]) -> tuple[list[str], s
 
 def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict:
     """The worker's file as a JSON-ready dict (see schemas.outputs.WorkerFile)."""
-    winners, applied_retractions = effective_events(state.records)
-    by_type: dict[str, list[tuple[str, Record]]] = {}
-    for member in sorted(winners, key=_order):
-        by_type.setdefault(member[1].type, []).append(member)
+    effective, applied_retractions = _effective_by_type(state.records)
+    # Each type's winners, oldest first; insurance events in no order (_insurance does not
+    # depend on it, and they are most of the events).
+    by_type: dict[str, list[tuple[str, Record]]] = {
+        kind: list(group.items()) if kind in INSURANCE_TYPES else sorted(group.items(), key=_order)
+        for kind, group in effective.items()}
     issues: list[dict] = []
 
     employments = _employments(by_type, issues)
@@ -145,7 +181,7 @@ def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict
         "honors": honors,
         "services": {"skill_upgrade_subsidy": subsidy_grants(certificates, contribution_months.get(rules.scheme, []), rules)},
         "issues": sorted(issues, key=lambda i: (i["code"], i["event_id"])),
-        "applied_events": len(winners) + applied_retractions,
+        "applied_events": sum(map(len, effective.values())) + applied_retractions,
     }
 
 
@@ -230,7 +266,7 @@ def _insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
     latest_region: dict[str, tuple] = {}
     months: dict[str, set[str]] = {}
     for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
-        for eid, rec in by_type.get(kind, []):
+        for eid, rec in by_type.get(kind, []):  # in any order: the latest by (month, occurred, eid) wins
             scheme, month, region = rec.data
             key = (month, rec.occurred, eid)
             if scheme not in latest or key > latest[scheme][0]:

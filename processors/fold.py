@@ -89,8 +89,20 @@ def fingerprint(event: Envelope, occurred: int) -> str:
     """A 64-bit digest of the event's normalised content: type, ssn, instant, source,
     corrects and payload values (the event_id is the key; a legacy ssn form is the
     same event)."""
-    content = orjson.dumps([event.type, event.ssn, occurred, event.source, event.corrects, event.payload.__dict__])
-    return hashlib.blake2b(content, digest_size=8).hexdigest()
+    return _fingerprint(event.type, event.ssn, occurred, event.source, event.corrects, event.payload.__dict__)
+
+
+def _fingerprint(kind: str, ssn: str, occurred: int, source: str, corrects: str | None, fields: dict) -> str:
+    # `fields` has every payload field in the model's order (None when absent); a date is
+    # a `date` or its `YYYY-MM-DD` string: orjson writes both the same. Stored in states:
+    # never change what is hashed.
+    return _blake2b(_dumps([kind, ssn, occurred, source, corrects, fields]), digest_size=8).hexdigest()
+
+
+_blake2b = hashlib.blake2b
+_dumps = orjson.dumps
+_intern = sys.intern
+_new_record = tuple.__new__  # Record(...) without the Python-level __new__ of a named tuple
 
 
 def _json_value(value):
@@ -99,24 +111,23 @@ def _json_value(value):
 
 def to_record(event: Envelope) -> Record:
     """Reduce a validated event to what the state keeps of it."""
-    fields = event.payload.__dict__
-    kind = event.type
+    return make_record(event.type, event.ssn, (event.occurred_at - _EPOCH) // _MICRO, event.source,
+                       event.corrects, event.payload.__dict__)
+
+
+def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str | None, fields: dict) -> Record:
+    """The record of a validated event from its parts: `occurred` in microseconds since
+    the epoch, `fields` the payload's fields in the model's order, None when absent
+    (from a model, `payload.__dict__`; from the JSON fast path, dates are still strings)."""
     if kind in _INSURANCE_STATUS:
         region = fields.get("to_region") or fields.get("region")
         data: tuple | dict = (
-            sys.intern(fields["scheme"]), sys.intern(fields["month"]), sys.intern(region) if region else None,
+            _intern(fields["scheme"]), _intern(fields["month"]), _intern(region) if region else None,
         )
     else:
         data = {k: _json_value(v) for k, v in fields.items() if v is not None}
-    occurred = (event.occurred_at - _EPOCH) // _MICRO
-    return Record(
-        type=kind,
-        fingerprint=fingerprint(event, occurred),
-        occurred=occurred,
-        corrects=event.corrects,
-        source=sys.intern(event.source),
-        data=data,
-    )
+    digest = _fingerprint(kind, ssn, occurred, source, corrects, fields)
+    return _new_record(Record, (kind, digest, occurred, corrects, _intern(source), data))
 
 
 def new_state(ssn: str) -> WorkerState:
@@ -131,26 +142,33 @@ def fold_event(state: WorkerState, event: Envelope) -> Outcome:
     """
     if event.ssn != state.ssn:
         raise ValueError("event belongs to another worker's state")  # a routing bug, not bad input
-    record = to_record(event)
-    seen = state.records.get(event.event_id)
+    return fold_record(state, event.event_id, event.ssn_legacy, to_record(event))
+
+
+def fold_record(state: WorkerState, event_id: str, ssn_legacy: str | None, record: Record) -> Outcome:
+    """`fold_event` of an event already reduced to its record (the caller checked that
+    it is this worker's)."""
+    records = state.records
+    seen = records.get(event_id)
     if seen is not None:
         if seen.fingerprint == record.fingerprint:
-            if event.ssn_legacy:  # a copy sent with the legacy number: the alias is still seen
-                state.aliases.add(event.ssn_legacy)
+            if ssn_legacy:  # a copy sent with the legacy number: the alias is still seen
+                state.aliases.add(ssn_legacy)
             return DUPLICATE_OUTCOME
         return Outcome(REJECTED, Rejection(
-            "event_id_conflict", f"event_id {event.event_id} was already used for an event with other content",
+            "event_id_conflict", f"event_id {event_id} was already used for an event with other content",
             "event_id"))
-    if record.corrects is not None:
-        target = state.records.get(record.corrects)
+    corrects = record.corrects
+    if corrects is not None:
+        target = records.get(corrects)
         if target is not None and target.type != record.type:
             return Outcome(REJECTED, Rejection(
                 "correction_type_mismatch",
-                f"a {record.type} event cannot correct {record.corrects}, which is a {target.type} event",
+                f"a {record.type} event cannot correct {corrects}, which is a {target.type} event",
                 "corrects"))
-    state.records[event.event_id] = record
-    if event.ssn_legacy:
-        state.aliases.add(event.ssn_legacy)
+    records[event_id] = record
+    if ssn_legacy:
+        state.aliases.add(ssn_legacy)
     return ACCEPTED_OUTCOME
 
 

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import orjson
-from pydantic import ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator, core_schema
 
-from schemas.events import EVENT_TYPES, Envelope
+from processors.identity import OCCUPATION_RE, IdentityError, normalise_ssn, validate_org_code
+from schemas.events import CST, EVENT_TYPES, Envelope
+
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICRO = dt.timedelta(microseconds=1)
+_TOLERANCE_US = FUTURE_TOLERANCE // _MICRO
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_fromisoformat = dt.datetime.fromisoformat
+_date_fromisoformat = dt.date.fromisoformat
 
 # One reason per rejected event: when several problems are found, the first in this
 # order is reported (the message lists them all).
@@ -34,16 +46,25 @@ _FIELD_OF_CHECK = {
 }
 
 
-_now_cache: list = [None, 0.0]  # [aware datetime, monotonic time after which to look again]
+_now_cache: list = [None, 0.0, 0]  # [aware datetime, monotonic time after which to look again, µs]
 
 
 def _now() -> dt.datetime:
     """The current time, looked up at most every 50 ms (hot path; the tolerance is 5 minutes)."""
     tick = time.monotonic()
     if tick >= _now_cache[1]:
-        _now_cache[0] = dt.datetime.now(dt.timezone.utc)
+        _now_cache[0] = now = dt.datetime.now(dt.timezone.utc)
         _now_cache[1] = tick + 0.05
+        _now_cache[2] = (now - _EPOCH) // _MICRO
     return _now_cache[0]
+
+
+def now_us(now: dt.datetime | None = None) -> int:
+    """`now` (default: the current time, as `_now`) in microseconds since the epoch."""
+    if now is not None:
+        return (now - _EPOCH) // _MICRO
+    _now()
+    return _now_cache[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +126,229 @@ def rejection_from_errors(errors: list[dict]) -> Rejection:
     _, reason, path, _ = problems[0]
     message = "; ".join(f"{p[2] or '(event)'}: {p[3]}" for p in problems)
     return Rejection(reason, message, path or None)
+
+
+# --- the fast path for JSON lines (`workerfile fold`) -----------------------------------
+#
+# `parse_json_line` parses with orjson, then builds the pydantic models with their Python
+# hooks: the reference, and what the stream uses for its (Avro-decoded) dicts. The fast
+# path validates a line straight from its bytes in pydantic-core, into plain dicts, with
+# schemas derived from the same models in which every Python hook of a field is replaced
+# by a pure pydantic-core constraint that accepts *no more* than the hook (month, date and
+# occupation code patterns), or is left to a few checks in Python afterwards (SSN, codes
+# of organisations, calendar dates, the instant, the models' own "after" validators). It
+# only ever *accepts*: whatever it does not accept in full (any error, a number not in its
+# normalised form, a legacy number, an event with ssn_legacy, one in the future...) goes
+# the reference way, which says why. So both give the same events and the same reasons;
+# tests/processors/test_fast_path.py compares them on generated inputs with every kind of
+# bad line. An event type whose model has a hook with no fast form has no fast path.
+
+_STRICT = core_schema.CoreConfig(strict=True)  # as the models (events.Strict); on every typed dict
+
+
+class _FastPlan(NamedTuple):
+    """How one event type is checked on the fast path, after pydantic-core."""
+
+    org_fields: tuple[str, ...]  # payload fields that are organisation codes (None allowed)
+    date_fields: tuple[str, ...]  # payload fields that are dates as strings (None allowed)
+    payload_checks: tuple  # model validators ("after") of the payload, run on a namespace of its values
+    envelope_checks: tuple  # those of the envelope (but the SSN's), on a namespace of the event
+
+
+_fast: dict = {}  # built on first use: {"validator": SchemaValidator, "plans": {type: _FastPlan}}
+
+
+def _fast_field(hint, events) -> tuple[dict, str | None] | None:
+    """The pydantic-core schema of a field on the fast path and what is left to check in
+    Python after it ("org", "date", "instant" or None); None when it has no fast form."""
+    substitutes = {
+        events.Month: (core_schema.str_schema(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$"), None),  # = events._month
+        events.Date: (core_schema.str_schema(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), "date"),  # + fromisoformat
+        events.Timestamp: (core_schema.str_schema(), "instant"),
+        events.OrgCode: (core_schema.str_schema(), "org"),
+        events.OccupationCode: (core_schema.str_schema(pattern=r"^" + OCCUPATION_RE.pattern + r"$"), None),
+    }
+    if hint in substitutes:
+        return substitutes[hint]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _fast_field(args[0] if args[1] is type(None) else args[1], events)
+        return None if inner is None else (core_schema.nullable_schema(inner[0]), inner[1])
+    schema = TypeAdapter(hint, config=ConfigDict(strict=True)).core_schema
+    if "function" in repr(schema) or "definitions" in repr(schema):  # a Python hook, or a nested model
+        return None
+    return schema, None
+
+
+def _fast_fields(model, events, skip: tuple[str, ...] = ()) -> tuple[dict, dict[str, list[str]]] | None:
+    """The typed-dict fields of a model's fields on the fast path, and which fields are
+    left to which Python check; None when a field has no fast form."""
+    hints = typing.get_type_hints(model, include_extras=True)
+    fields, checks = {}, {"org": [], "date": [], "instant": []}
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        fast = _fast_field(hints[name], events)
+        if fast is None:
+            return None
+        schema, check = fast
+        if not info.is_required():
+            schema = core_schema.with_default_schema(schema, default=info.default)
+        fields[name] = core_schema.typed_dict_field(schema, required=info.is_required())
+        if check is not None:
+            checks[check].append(name)
+    return fields, checks
+
+
+def _fast_model(model, events) -> tuple[dict, _FastPlan] | None:
+    """The typed-dict schema of an event type on the fast path and its plan; None when
+    it has no fast path."""
+    payload_model = model.model_fields["payload"].annotation
+    own = {k: v for k, v in model.__pydantic_decorators__.model_validators.items() if k != "_normalise_ssn"}
+    payload_validators = payload_model.__pydantic_decorators__.model_validators
+    if (payload_model.__pydantic_decorators__.field_validators or model.__pydantic_decorators__.field_validators
+            or any(v.info.mode != "after" for v in [*payload_validators.values(), *own.values()])):
+        return None
+    payload = _fast_fields(payload_model, events)
+    # ssn: normalised by Envelope._normalise_ssn, checked in Python; ssn_legacy: left out
+    # (extra, forbidden), an event that has one goes the reference way.
+    envelope = _fast_fields(model, events, skip=("ssn", "ssn_legacy", "payload"))
+    if payload is None or envelope is None or envelope[1] != {"org": ["source"], "date": [], "instant": ["occurred_at"]}:
+        return None
+    payload_fields, payload_checks = payload
+    if payload_checks["instant"]:
+        return None
+    fields = {**envelope[0], "ssn": core_schema.typed_dict_field(core_schema.str_schema()),
+              "payload": core_schema.typed_dict_field(core_schema.typed_dict_schema(
+                  payload_fields, extra_behavior="forbid", config=_STRICT))}
+    plan = _FastPlan(tuple(payload_checks["org"]), tuple(payload_checks["date"]),
+                     tuple(v.func for v in payload_validators.values()), tuple(v.func for v in own.values()))
+    return core_schema.typed_dict_schema(fields, extra_behavior="forbid", config=_STRICT), plan
+
+
+def _build_fast() -> dict:
+    from schemas import events
+
+    choices, plans = {}, {}
+    for kind, model in EVENT_TYPES.items():
+        built = _fast_model(model, events)
+        if built is not None:
+            choices[kind], plans[kind] = built
+    # No string cache: most strings of an event are new (ids, instants), and caching costs
+    # more than it saves (about a third of the validation).
+    validator = SchemaValidator(core_schema.tagged_union_schema(choices, discriminator="type", strict=True),
+                                config=core_schema.CoreConfig(strict=True, cache_strings="none"))
+    _fast.update(validator=validator, plans=plans)
+    return _fast
+
+
+_GOOD_ORGS: set[str] = set()  # organisation codes that passed validate_org_code
+_GOOD_SSNS: set[str] = set()  # numbers that normalise_ssn gave back unchanged (once valid, always:
+# the only rule that depends on the day is a birth date not in the future)
+_CACHE_SIZE = 65536
+
+
+def _org_ok(code: str) -> bool:
+    if code in _GOOD_ORGS:
+        return True
+    try:
+        validate_org_code(code)
+    except IdentityError:
+        return False
+    if len(_GOOD_ORGS) >= _CACHE_SIZE:
+        _GOOD_ORGS.clear()
+    _GOOD_ORGS.add(code)
+    return True
+
+
+def _ssn_ok(ssn: str) -> bool:
+    """Whether `ssn` is a valid number in its normalised form (not a legacy one)."""
+    try:
+        if normalise_ssn(ssn).number != ssn:
+            return False
+    except IdentityError:
+        return False
+    if len(_GOOD_SSNS) >= _CACHE_SIZE:
+        _GOOD_SSNS.clear()
+    _GOOD_SSNS.add(ssn)
+    return True
+
+
+_last_zone: list = [CST, 8 * 3600 * 10**6]  # the last time zone seen, and its offset in µs
+
+
+def instant_us(moment: dt.datetime) -> int:
+    """`(moment - epoch) // 1 µs`, a naive moment being in China Standard Time (as
+    events._timestamp reads it), without the timedelta objects of that expression."""
+    zone = moment.tzinfo
+    if zone is None:
+        zone = CST
+    if zone == _last_zone[0]:  # timezone objects are equal when their offsets are
+        offset = _last_zone[1]
+    else:
+        delta = zone.utcoffset(moment)
+        offset = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        _last_zone[0], _last_zone[1] = zone, offset
+    return (((moment.toordinal() - _EPOCH_ORDINAL) * 86400 + moment.hour * 3600 + moment.minute * 60
+             + moment.second) * 1_000_000 + moment.microsecond - offset)
+
+
+def _checks_pass(checks: tuple, values: Any) -> bool:
+    for check in checks:
+        try:
+            if check(values) is not values:
+                return False
+        except Exception:  # noqa: BLE001 - whatever it raises, the reference way says why
+            return False
+    return True
+
+
+def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
+    """The fast path of `parse_json_line`: for a line it accepts in full, the parts of
+    the event `processors.fold.make_record` takes, `(event_id, type, ssn, occurred_us,
+    source, corrects, payload)` (the payload a dict of every field in the model's order,
+    dates as their strings); otherwise None, and the line must go `parse_json_line`.
+    `now_us` is now in microseconds since the epoch. Never raises."""
+    fast = _fast or _build_fast()
+    try:
+        data = fast["validator"].validate_json(line)
+    except ValueError:  # ValidationError, or a str that is not UTF-8
+        return None
+    ssn, event_id, corrects, source = data["ssn"], data["event_id"], data["corrects"], data["source"]
+    if ((ssn not in _GOOD_SSNS and not _ssn_ok(ssn)) or corrects == event_id
+            or (source not in _GOOD_ORGS and not _org_ok(source))):
+        return None
+    value = data["occurred_at"]  # read as events._timestamp reads it
+    if len(value) < 19 or value[10] not in "Tt ":
+        return None
+    try:
+        occurred_at = _fromisoformat(value)
+    except ValueError:
+        return None
+    occurred = instant_us(occurred_at)
+    if occurred - now_us > _TOLERANCE_US:
+        return None
+    kind, payload = data["type"], data["payload"]
+    plan = fast["plans"][kind]
+    for name in plan.org_fields:
+        code = payload[name]
+        if code is not None and code not in _GOOD_ORGS and not _org_ok(code):
+            return None
+    for name in plan.date_fields:
+        day = payload[name]
+        if day is not None:
+            try:
+                _date_fromisoformat(day)
+            except ValueError:
+                return None
+    if plan.payload_checks or plan.envelope_checks:
+        values = SimpleNamespace(**{k: _date_fromisoformat(v) if k in plan.date_fields and v is not None else v
+                                    for k, v in payload.items()})
+        if not _checks_pass(plan.payload_checks, values):
+            return None
+        if occurred_at.tzinfo is None:
+            occurred_at = occurred_at.replace(tzinfo=CST)
+        event = SimpleNamespace(**{**data, "occurred_at": occurred_at, "payload": values, "ssn_legacy": None})
+        if not _checks_pass(plan.envelope_checks, event):
+            return None
+    return event_id, kind, ssn, occurred, source, corrects, payload

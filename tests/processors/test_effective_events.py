@@ -1,0 +1,81 @@
+"""`effective_events` resolves only the corrections slot by slot (most events correct
+nothing and stand alone); checked against the plain definition, slot by slot for every
+event, on random sets of events full of corrections, chains, cycles, corrections of
+another type, of missing events and of retractions, and retractions of all of these."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from processors.derive import RETRACTED, _correction_path, _order, derive_file, effective_events
+from processors.fold import Record, WorkerState
+from tests.conftest import SSN_A
+
+
+def reference_effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record]], int]:
+    """The definition (the implementation before the fast common case)."""
+    retracted = {r.data["event_id"] for r in records.values() if r.type == RETRACTED}
+    slots: dict[str, list[tuple[str, Record]]] = {}
+    for eid, rec in records.items():
+        if rec.type == RETRACTED:
+            continue
+        path, root = _correction_path(eid, records)
+        if root is None or any(p in retracted for p in path):
+            continue
+        if any(p in records and records[p].type != rec.type for p in path[1:]):
+            continue
+        slots.setdefault(root, []).append((eid, rec))
+    winners = []
+    for root, members in slots.items():
+        original = records.get(root)
+        if original is not None and original.type != RETRACTED:
+            kind = original.type
+        else:
+            kind = max(members, key=_order)[1].type
+        corrections = [m for m in members if m[0] != root and m[1].type == kind]
+        if corrections:
+            winners.append(max(corrections, key=_order))
+        else:
+            winners.extend(m for m in members if m[0] == root)
+    applied = sum(1 for r in records.values() if r.type == RETRACTED and r.data["event_id"] in records)
+    return winners, applied
+
+
+TYPES = ["card.issued", "honor.awarded", "insurance.contribution"]
+
+
+def random_records(rng: random.Random) -> dict[str, Record]:
+    ids = [f"e{i:02d}" for i in range(rng.randint(1, 24))]
+    records = {}
+    for i, eid in enumerate(ids):
+        roll = rng.random()
+        occurred = rng.randint(0, 5)  # ties, broken by event_id
+        if roll < 0.2:
+            records[eid] = Record(RETRACTED, f"{i:016x}", occurred, None, "S", {"event_id": rng.choice(ids + ["gone"])})
+            continue
+        kind = rng.choice(TYPES)
+        corrects = None if roll < 0.55 else rng.choice(ids + ["missing-1", "missing-2"])
+        if kind == "insurance.contribution":
+            data = ("pension", f"2024-0{rng.randint(1, 3)}", "440305")
+        elif kind == "card.issued":
+            data = {"card_no": f"C{i}", "issued_on": "2024-01-0" + str(rng.randint(1, 3)), "region": "440305"}
+        else:
+            data = {"title": "city_craftsman", "awarded_on": "2024-05-01"}
+        records[eid] = Record(kind, f"{i:016x}", occurred, corrects, "S", data)
+    return records
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_effective_events_is_the_definition(seed):
+    rng = random.Random(seed)
+    for _ in range(100):
+        records = random_records(rng)
+        winners, applied = effective_events(records)
+        expected, expected_applied = reference_effective_events(records)
+        assert sorted(winners) == sorted(expected)
+        assert len(winners) == len(expected)
+        assert applied == expected_applied
+        file = derive_file(WorkerState(ssn=SSN_A, records=records))
+        assert file["applied_events"] == len(expected) + expected_applied
