@@ -59,8 +59,9 @@ class ServiceLedger:
     """The service_ids already on `worker-services`, per partition, read from the topic
     itself when first needed after each rebalance."""
 
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, client_kwargs: dict | None = None):
         self.bootstrap = bootstrap
+        self.client_kwargs = client_kwargs or {}  # the login (settings.aiokafka_kwargs())
         self.by_partition: dict[int, set[str]] = {}
 
     def forget(self) -> None:
@@ -73,7 +74,7 @@ class ServiceLedger:
 
     async def _read(self, partition: int) -> set[str]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    isolation_level="read_committed")
+                                    isolation_level="read_committed", **self.client_kwargs)
         await consumer.start()
         try:
             tp = TopicPartition(WORKER_SERVICES, partition)
@@ -98,6 +99,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
+        broker_credentials=settings.kafka_credentials(),
         store="rocksdb://",
         datadir=settings.data_dir,
         processing_guarantee="at_least_once",
@@ -135,7 +137,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                                                   partitions=settings.partitions, compacting=True))
     access_logs = app.Table("access-log", default=None, key_type=bytes, value_type=bytes,
                             partitions=settings.partitions)
-    ledger = ServiceLedger(settings.broker)
+    ledger = ServiceLedger(settings.broker, settings.aiokafka_kwargs())
     out_topics: dict[str, faust.TopicT] = {}
     per_org_views = tuple(v.topic.split("{org}")[0] for v in audiences.published.values() if v.per_org)
 

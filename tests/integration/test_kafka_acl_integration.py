@@ -116,10 +116,12 @@ def test_insurance_bureau_reads_its_views_but_not_worker_files(secured):
         p.close()
 
 
-def test_integrator_reads_worker_files(secured):
+def test_whole_files_reach_the_operators_sinks_and_integrators_only_see_pseudonyms(secured):
     publish_as_admin(secured, "worker-files", b"a whole file")
-    record = read_one(secured, "integrator", "worker-files", group="integrator-sink")
-    assert record is not None
+    publish_as_admin(secured, "worker-view-pseudonymised", b"a pseudonymised view")
+    assert read_one(secured, "files", "worker-files", group="files-sink") is not None
+    assert read_one(secured, "integrator", "worker-view-pseudonymised", group="integrator-research") is not None
+    assert read_one(secured, "integrator", "worker-files", group="integrator-research", timeout_ms=3000) is None
 
 
 def test_wrong_password_is_refused(secured):

@@ -8,7 +8,7 @@ stream worker, a handful of workers' careers:
   employment events are refused with a clear error, a non-zero exit and nothing written;
 - `workerfile worker` as user "workerfile" folds them and publishes the files and grants;
 - `workerfile subscribe` as "insurance" reads worker-services (in its own group prefix);
-- `workerfile sink sqlite` and `workerfile stats follow` as "integrator" read worker-files.
+- `workerfile sink sqlite` and `workerfile stats follow` as "files" (the operators' sinks) read worker-files.
 Every login path is used: WORKERFILE_KAFKA_USER/_PASSWORD_FILE, --kafka-user/
 --kafka-password-file, WORKERFILE_KAFKA_CONFIG and --kafka-config (the Java client
 properties that acls.py --secrets writes)."""
@@ -233,17 +233,17 @@ def test_insurance_subscribes_to_worker_services(secured_kafka, published, tmp_p
 
 # --- sink and statistics -------------------------------------------------------------------
 
-def test_integrator_sinks_worker_files(secured_kafka, published, population, tmp_path):
+def test_the_operators_sinks_read_worker_files(secured_kafka, published, population, tmp_path):
     kafka, expected = secured_kafka, population["files"]
     db = tmp_path / "files.sqlite3"
     result = workerfile("sink", "sqlite", "--db", str(db), "--once", "--broker", kafka.bootstrap,
-                        "--kafka-config", str(kafka.properties_file("integrator")))
+                        "--kafka-config", str(kafka.properties_file("files")))
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(db) as conn:
         rows = {ssn: json.loads(document) for ssn, document in conn.execute("select ssn, document from worker_files")}
     assert rows == expected
     stats_db = tmp_path / "stats.sqlite3"
     follow = workerfile("stats", "follow", "--once", "--db", str(stats_db), "--broker", kafka.bootstrap,
-                        env=kafka.env("integrator"))
+                        env=kafka.env("files"))
     assert follow.returncode == 0, follow.stderr
     assert f"{len(expected)} workers in the totals" in follow.stderr
