@@ -206,15 +206,20 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-def read_password_file(path: str | os.PathLike, name: str = ENV_PASSWORD_FILE) -> str:
-    """The password held in `path` (its first line); KafkaSecurityError naming `name`
-    when the file is missing, unreadable or empty."""
+def _read_text(path: str | os.PathLike, name: str) -> str:
+    """The text of a login file; KafkaSecurityError naming the setting `name` if it cannot be read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KafkaSecurityError(f"{name}={path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise KafkaSecurityError(f"{name}={path}: cannot read it ({type(err).__name__})") from None
+
+
+def read_password_file(path: str | os.PathLike, name: str = ENV_PASSWORD_FILE) -> str:
+    """The password held in `path` (its first line); KafkaSecurityError naming `name`
+    when the file is missing, unreadable or empty."""
+    text = _read_text(path, name)
     lines = text.splitlines()
     password = lines[0] if lines else ""
     if not password.strip():
@@ -258,12 +263,7 @@ def _unescape(text: str) -> str:
 
 def read_client_properties(path: str | os.PathLike, name: str = ENV_CONFIG) -> dict[str, str]:
     """The login in a Java client properties file, as KafkaSecurity fields."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KafkaSecurityError(f"{name}={path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise KafkaSecurityError(f"{name}={path}: cannot read it ({type(err).__name__})") from None
+    text = _read_text(path, name)
     props = parse_properties(text)
     values: dict[str, str] = {}
     if props.get("security.protocol"):
