@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (GroupAuthorizationFailedError, KafkaError, KafkaTimeoutError,
                           SaslAuthenticationFailedError, TopicAuthorizationFailedError)
 
-from streams.topics import ensure_topics, load_topic_specs
+from streams.topics import TopicSpec, ensure_topics, load_topic_specs
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,23 @@ def test_whole_files_reach_the_operators_sinks_and_integrators_only_see_pseudony
     assert read_one(secured, "files", "worker-files", group="files-sink") is not None
     assert read_one(secured, "integrator", "worker-view-pseudonymised", group="integrator-research") is not None
     assert read_one(secured, "integrator", "worker-files", group="integrator-research", timeout_ms=3000) is None
+
+
+def test_a_training_institution_reads_its_own_view_and_no_other(secured):
+    own, other = "worker-view-training.52440300MJL0000012", "worker-view-training.52440300MJL0000025"
+    specs = [TopicSpec(t, 1, 1, {"cleanup.policy": "compact"}) for t in (own, other)]
+    ensure_topics(secured.bootstrap, specs, secured.security("admin"))
+    consumer = KafkaConsumer(bootstrap_servers=secured.bootstrap, **login(secured, "admin"))
+    try:
+        consumer.end_offsets([TopicPartition(t, 0) for t in (own, other)])  # leaders serving
+    finally:
+        consumer.close()
+    publish_as_admin(secured, own, b"the school's view of a file")
+    publish_as_admin(secured, other, b"another school's view")
+    user, group = "school-52440300MJL0000012", "school-52440300MJL0000012-sync"
+    assert read_one(secured, user, own, group=group).value == b"the school's view of a file"
+    assert read_one(secured, user, other, group=group, timeout_ms=3000) is None
+    assert read_one(secured, user, "worker-files", group=group, timeout_ms=3000) is None
 
 
 def test_wrong_password_is_refused(secured):
