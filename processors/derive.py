@@ -262,19 +262,36 @@ def _certificates(by_type: dict, issues: list[dict]) -> list[dict]:
 
 
 def _insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
-    latest: dict[str, tuple] = {}
-    latest_region: dict[str, tuple] = {}
+    # Per scheme, the latest event (by month, occurred_at, event_id) sets the status, and
+    # the latest that has a region the region; the events come in any order.
+    latest: dict[str, tuple] = {}  # scheme -> ((month, occurred, event_id), status)
+    latest_region: dict[str, tuple] = {}  # scheme -> ((month, occurred, event_id), region)
     months: dict[str, set[str]] = {}
     for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
-        for eid, rec in by_type.get(kind, []):  # in any order: the latest by (month, occurred, eid) wins
+        status = "suspended" if kind == "insurance.suspended" else "active"
+        contribution = kind == "insurance.contribution"
+        for eid, rec in by_type.get(kind, ()):
             scheme, month, region = rec.data
+            if contribution:
+                contributed = months.get(scheme)
+                if contributed is None:
+                    months[scheme] = {month}
+                else:
+                    contributed.add(month)
+            best = latest.get(scheme)
+            if best is not None and month < best[0][0]:
+                if region is None:
+                    continue
+                best_region = latest_region.get(scheme)
+                if best_region is not None and month < best_region[0][0]:
+                    continue  # older than both: no need to compare further
             key = (month, rec.occurred, eid)
-            if scheme not in latest or key > latest[scheme][0]:
-                latest[scheme] = (key, "suspended" if kind == "insurance.suspended" else "active")
-            if region is not None and (scheme not in latest_region or key > latest_region[scheme][0]):
-                latest_region[scheme] = (key, region)
-            if kind == "insurance.contribution":
-                months.setdefault(scheme, set()).add(month)
+            if best is None or key > best[0]:
+                latest[scheme] = (key, status)
+            if region is not None:
+                best_region = latest_region.get(scheme)
+                if best_region is None or key > best_region[0]:
+                    latest_region[scheme] = (key, region)
     result = []
     sorted_months = {scheme: sorted(ms) for scheme, ms in months.items()}
     for scheme in sorted(latest):

@@ -96,10 +96,12 @@ def _fingerprint(kind: str, ssn: str, occurred: int, source: str, corrects: str 
     # `fields` has every payload field in the model's order (None when absent); a date is
     # a `date` or its `YYYY-MM-DD` string: orjson writes both the same. Stored in states:
     # never change what is hashed.
-    return _blake2b(_dumps([kind, ssn, occurred, source, corrects, fields]), digest_size=8).hexdigest()
+    digest = _BLAKE2B_8.copy()
+    digest.update(_dumps((kind, ssn, occurred, source, corrects, fields)))  # a tuple: the same JSON array
+    return digest.hexdigest()
 
 
-_blake2b = hashlib.blake2b
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)  # copied for each digest: cheaper than making one
 _dumps = orjson.dumps
 _intern = sys.intern
 _new_record = tuple.__new__  # Record(...) without the Python-level __new__ of a named tuple

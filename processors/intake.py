@@ -63,7 +63,8 @@ def now_us(now: dt.datetime | None = None) -> int:
     """`now` (default: the current time, as `_now`) in microseconds since the epoch."""
     if now is not None:
         return (now - _EPOCH) // _MICRO
-    _now()
+    if time.monotonic() >= _now_cache[1]:
+        _now()
     return _now_cache[2]
 
 
@@ -144,6 +145,7 @@ def rejection_from_errors(errors: list[dict]) -> Rejection:
 # bad line. An event type whose model has a hook with no fast form has no fast path.
 
 _STRICT = core_schema.CoreConfig(strict=True)  # as the models (events.Strict); on every typed dict
+_ENVELOPE_SIZE = 7  # event_id, type, ssn, occurred_at, source, corrects, payload (not ssn_legacy)
 
 
 class _FastPlan(NamedTuple):
@@ -153,9 +155,10 @@ class _FastPlan(NamedTuple):
     date_fields: tuple[str, ...]  # payload fields that are dates as strings (None allowed)
     payload_checks: tuple  # model validators ("after") of the payload, run on a namespace of its values
     envelope_checks: tuple  # those of the envelope (but the SSN's), on a namespace of the event
+    payload_size: int  # how many fields the payload has: more are extra fields (forbidden)
 
 
-_fast: dict = {}  # built on first use: {"validator": SchemaValidator, "plans": {type: _FastPlan}}
+_fast: dict = {}  # built on first use: {"validator": SchemaValidator, "validate_json": its method, "plans": {type: _FastPlan}}
 
 
 def _fast_field(hint, events) -> tuple[dict, str | None] | None:
@@ -211,7 +214,7 @@ def _fast_model(model, events) -> tuple[dict, _FastPlan] | None:
         return None
     payload = _fast_fields(payload_model, events)
     # ssn: normalised by Envelope._normalise_ssn, checked in Python; ssn_legacy: left out
-    # (extra, forbidden), an event that has one goes the reference way.
+    # (an extra field), an event that has one goes the reference way.
     envelope = _fast_fields(model, events, skip=("ssn", "ssn_legacy", "payload"))
     if payload is None or envelope is None or envelope[1] != {"org": ["source"], "date": [], "instant": ["occurred_at"]}:
         return None
@@ -220,10 +223,14 @@ def _fast_model(model, events) -> tuple[dict, _FastPlan] | None:
         return None
     fields = {**envelope[0], "ssn": core_schema.typed_dict_field(core_schema.str_schema()),
               "payload": core_schema.typed_dict_field(core_schema.typed_dict_schema(
-                  payload_fields, extra_behavior="forbid", config=_STRICT))}
+                  payload_fields, extra_behavior="allow", config=_STRICT))}
+    if len(fields) != _ENVELOPE_SIZE:
+        return None
     plan = _FastPlan(tuple(payload_checks["org"]), tuple(payload_checks["date"]),
-                     tuple(v.func for v in payload_validators.values()), tuple(v.func for v in own.values()))
-    return core_schema.typed_dict_schema(fields, extra_behavior="forbid", config=_STRICT), plan
+                     tuple(v.func for v in payload_validators.values()), tuple(v.func for v in own.values()),
+                     len(payload_fields))
+    # Extra fields are kept ("allow") and then counted, which costs less than "forbid".
+    return core_schema.typed_dict_schema(fields, extra_behavior="allow", config=_STRICT), plan
 
 
 def _build_fast() -> dict:
@@ -238,7 +245,7 @@ def _build_fast() -> dict:
     # more than it saves (about a third of the validation).
     validator = SchemaValidator(core_schema.tagged_union_schema(choices, discriminator="type", strict=True),
                                 config=core_schema.CoreConfig(strict=True, cache_strings="none"))
-    _fast.update(validator=validator, plans=plans)
+    _fast.update(validator=validator, validate_json=validator.validate_json, plans=plans)
     return _fast
 
 
@@ -311,9 +318,11 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
     `now_us` is now in microseconds since the epoch. Never raises."""
     fast = _fast or _build_fast()
     try:
-        data = fast["validator"].validate_json(line)
+        data = fast["validate_json"](line)
     except ValueError:  # ValidationError, or a str that is not UTF-8
         return None
+    if len(data) != _ENVELOPE_SIZE:
+        return None  # extra fields (ssn_legacy too: an event that has one goes the reference way)
     ssn, event_id, corrects, source = data["ssn"], data["event_id"], data["corrects"], data["source"]
     if ((ssn not in _GOOD_SSNS and not _ssn_ok(ssn)) or corrects == event_id
             or (source not in _GOOD_ORGS and not _org_ok(source))):
@@ -330,6 +339,8 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
         return None
     kind, payload = data["type"], data["payload"]
     plan = fast["plans"][kind]
+    if len(payload) != plan.payload_size:
+        return None  # extra fields
     for name in plan.org_fields:
         code = payload[name]
         if code is not None and code not in _GOOD_ORGS and not _org_ok(code):

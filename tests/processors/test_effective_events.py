@@ -1,7 +1,9 @@
-"""`effective_events` resolves only the corrections slot by slot (most events correct
-nothing and stand alone); checked against the plain definition, slot by slot for every
-event, on random sets of events full of corrections, chains, cycles, corrections of
-another type, of missing events and of retractions, and retractions of all of these."""
+"""The derivation's shortcuts against the plain definitions they replace, on random
+inputs: `effective_events` resolves only the corrections slot by slot (most events
+correct nothing and stand alone), checked on sets of events full of corrections, chains,
+cycles, corrections of another type, of missing events and of retractions, and
+retractions of all of these; `_insurance` skips the comparisons of events older than the
+latest found so far, checked on insurance events in every order."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import random
 
 import pytest
 
-from processors.derive import RETRACTED, _correction_path, _order, derive_file, effective_events
+from processors.derive import RETRACTED, _correction_path, _insurance, _order, derive_file, effective_events
 from processors.fold import Record, WorkerState
 from tests.conftest import SSN_A
 
@@ -79,3 +81,45 @@ def test_effective_events_is_the_definition(seed):
         assert applied == expected_applied
         file = derive_file(WorkerState(ssn=SSN_A, records=records))
         assert file["applied_events"] == len(expected) + expected_applied
+
+
+def reference_insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
+    """The definition of the insurance section (the implementation before the shortcut)."""
+    latest: dict[str, tuple] = {}
+    latest_region: dict[str, tuple] = {}
+    months: dict[str, set[str]] = {}
+    for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
+        for eid, rec in by_type.get(kind, []):
+            scheme, month, region = rec.data
+            key = (month, rec.occurred, eid)
+            if scheme not in latest or key > latest[scheme][0]:
+                latest[scheme] = (key, "suspended" if kind == "insurance.suspended" else "active")
+            if region is not None and (scheme not in latest_region or key > latest_region[scheme][0]):
+                latest_region[scheme] = (key, region)
+            if kind == "insurance.contribution":
+                months.setdefault(scheme, set()).add(month)
+    sorted_months = {scheme: sorted(ms) for scheme, ms in months.items()}
+    result = [{
+        "scheme": scheme, "status": latest[scheme][1],
+        "region": latest_region[scheme][1] if scheme in latest_region else None,
+        "months_contributed": len(sorted_months.get(scheme, [])),
+        "last_contribution_month": sorted_months[scheme][-1] if sorted_months.get(scheme) else None,
+    } for scheme in sorted(latest)]
+    return result, sorted_months
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_insurance_is_the_definition(seed):
+    rng = random.Random(seed)
+    kinds = ["insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"]
+    for _ in range(200):
+        by_type: dict[str, list] = {}
+        for i in range(rng.randint(0, 30)):
+            kind = rng.choice(kinds)
+            region = None if kind == "insurance.suspended" else rng.choice(["440305", "310115"])
+            data = (rng.choice(["pension", "medical"]), f"2024-0{rng.randint(1, 4)}", region)
+            by_type.setdefault(kind, []).append((f"e{rng.randint(0, 99):02d}-{i}", Record(
+                kind, "f", rng.randint(0, 3), None, "S", data)))
+        for members in by_type.values():
+            rng.shuffle(members)
+        assert _insurance(by_type) == reference_insurance(by_type)
