@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Collection
 
 import orjson
 
@@ -142,10 +143,10 @@ def _correction_path(eid: str, records: dict[str, Record]) -> tuple[list[str], s
 def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict:
     """The worker's file as a JSON-ready dict (see schemas.outputs.WorkerFile)."""
     effective, applied_retractions = _effective_by_type(state.records)
-    # Each type's winners, oldest first; insurance events in no order (_insurance does not
-    # depend on it, and they are most of the events).
-    by_type: dict[str, list[tuple[str, Record]]] = {
-        kind: list(group.items()) if kind in INSURANCE_TYPES else sorted(group.items(), key=_order)
+    # Each type's winners (event_id, record), oldest first; insurance events in no order and
+    # not copied (_insurance does not depend on the order, and they are most of the events).
+    by_type: dict[str, Collection[tuple[str, Record]]] = {
+        kind: group.items() if kind in INSURANCE_TYPES else sorted(group.items(), key=_order)
         for kind, group in effective.items()}
     issues: list[dict] = []
 

@@ -105,6 +105,7 @@ _BLAKE2B_8 = hashlib.blake2b(digest_size=8)  # copied for each digest: cheaper t
 _dumps = orjson.dumps
 _intern = sys.intern
 _new_record = tuple.__new__  # Record(...) without the Python-level __new__ of a named tuple
+_INSURANCE_DATA: dict[tuple, tuple] = {}  # (scheme, month, region) -> the one tuple of interned strings
 
 
 def _json_value(value):
@@ -122,10 +123,12 @@ def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str |
     the epoch, `fields` the payload's fields in the model's order, None when absent
     (from a model, `payload.__dict__`; from the JSON fast path, dates are still strings)."""
     if kind in _INSURANCE_STATUS:
-        region = fields.get("to_region") or fields.get("region")
-        data: tuple | dict = (
-            _intern(fields["scheme"]), _intern(fields["month"]), _intern(region) if region else None,
-        )
+        key = (fields["scheme"], fields["month"], fields.get("to_region") or fields.get("region") or None)
+        data: tuple | dict = _INSURANCE_DATA.get(key)  # shared: fewer objects to make, keep and free
+        if data is None:
+            if len(_INSURANCE_DATA) >= 65536:
+                _INSURANCE_DATA.clear()
+            data = _INSURANCE_DATA[key] = tuple(_intern(x) if x is not None else None for x in key)
     else:
         data = {k: _json_value(v) for k, v in fields.items() if v is not None}
     digest = _fingerprint(kind, ssn, occurred, source, corrects, fields)

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 import processors.batch
-from processors.batch import fold_lines
+from processors.batch import BatchFold, fold_lines
 from processors.fold import make_record, to_record
 from processors.identity import make_ssn
 from processors.intake import Rejection, fast_json_line, instant_us, now_us, parse_json_line, validate_event
@@ -222,6 +222,17 @@ def test_folding_with_and_without_the_fast_path_gives_the_same_everything(lines,
     assert {r["reason"] for r in fast.rejects} >= {
         "malformed", "schema", "unknown_type", "invalid_ssn", "invalid_org_code", "invalid_occupation_code",
         "invalid_date", "future_date", "event_id_conflict"}
+
+
+def test_take_line_one_line_at_a_time_is_fold_lines(lines):
+    one_by_one = BatchFold(now=NOW)
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            one_by_one.take_line(line, number, "in.jsonl")
+    folded = fold_lines(lines, file="in.jsonl", now=NOW)
+    assert one_by_one.counts == folded.counts
+    assert one_by_one.rejects == folded.rejects
+    assert one_by_one.states == folded.states
 
 
 def test_a_redelivery_in_another_key_order_and_spacing_is_a_duplicate():
