@@ -250,8 +250,9 @@ def _build_fast() -> dict:
 
 
 _GOOD_ORGS: set[str] = set()  # organisation codes that passed validate_org_code
-_GOOD_SSNS: set[str] = set()  # numbers that normalise_ssn gave back unchanged (once valid, always:
-# the only rule that depends on the day is a birth date not in the future)
+_GOOD_SSNS: dict[str, str] = {}  # numbers that normalise_ssn gave back unchanged, each to one string
+# object of it (once valid, always: the only rule that depends on the day is a birth date not in the
+# future). The fold's states are keyed by that object, so looking a worker up compares identities.
 _CACHE_SIZE = 65536
 
 
@@ -277,7 +278,7 @@ def _ssn_ok(ssn: str) -> bool:
         return False
     if len(_GOOD_SSNS) >= _CACHE_SIZE:
         _GOOD_SSNS.clear()
-    _GOOD_SSNS.add(ssn)
+    _GOOD_SSNS[ssn] = ssn
     return True
 
 
@@ -323,9 +324,13 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
         return None
     if len(data) != _ENVELOPE_SIZE:
         return None  # extra fields (ssn_legacy too: an event that has one goes the reference way)
-    ssn, event_id, corrects, source = data["ssn"], data["event_id"], data["corrects"], data["source"]
-    if ((ssn not in _GOOD_SSNS and not _ssn_ok(ssn)) or corrects == event_id
-            or (source not in _GOOD_ORGS and not _org_ok(source))):
+    event_id, corrects, source = data["event_id"], data["corrects"], data["source"]
+    ssn = _GOOD_SSNS.get(data["ssn"])
+    if ssn is None:
+        ssn = data["ssn"]
+        if not _ssn_ok(ssn):
+            return None
+    if corrects == event_id or (source not in _GOOD_ORGS and not _org_ok(source)):
         return None
     value = data["occurred_at"]  # read as events._timestamp reads it
     if len(value) < 19 or value[10] not in "Tt ":
@@ -338,28 +343,28 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
     if occurred - now_us > _TOLERANCE_US:
         return None
     kind, payload = data["type"], data["payload"]
-    plan = fast["plans"][kind]
-    if len(payload) != plan.payload_size:
+    org_fields, date_fields, payload_checks, envelope_checks, payload_size = fast["plans"][kind]
+    if len(payload) != payload_size:
         return None  # extra fields
-    for name in plan.org_fields:
+    for name in org_fields:
         code = payload[name]
         if code is not None and code not in _GOOD_ORGS and not _org_ok(code):
             return None
-    for name in plan.date_fields:
+    for name in date_fields:
         day = payload[name]
         if day is not None:
             try:
                 _date_fromisoformat(day)
             except ValueError:
                 return None
-    if plan.payload_checks or plan.envelope_checks:
-        values = SimpleNamespace(**{k: _date_fromisoformat(v) if k in plan.date_fields and v is not None else v
+    if payload_checks or envelope_checks:
+        values = SimpleNamespace(**{k: _date_fromisoformat(v) if k in date_fields and v is not None else v
                                     for k, v in payload.items()})
-        if not _checks_pass(plan.payload_checks, values):
+        if not _checks_pass(payload_checks, values):
             return None
         if occurred_at.tzinfo is None:
             occurred_at = occurred_at.replace(tzinfo=CST)
         event = SimpleNamespace(**{**data, "occurred_at": occurred_at, "payload": values, "ssn_legacy": None})
-        if not _checks_pass(plan.envelope_checks, event):
+        if not _checks_pass(envelope_checks, event):
             return None
     return event_id, kind, ssn, occurred, source, corrects, payload
