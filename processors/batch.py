@@ -1,8 +1,10 @@
 """Folding a whole sequence of raw inputs (the offline `workerfile fold`): every input is
 accepted, a duplicate, or rejected with its reason, and the counts always add up.
 
-Pure: the caller reads the file and writes the outputs. Uses the same `validate_event`,
-`fold_event` and `derive_file` as the stream agents.
+Pure: the caller reads the file and writes the outputs. Uses the same fold (`fold_record`,
+which `fold_event` calls) and `derive_file` as the stream agents, and their `validate_event`
+for every line that the JSON fast path (`processors.intake.fast_json_line`, which gives
+the same records) does not accept in full.
 """
 
 from __future__ import annotations
