@@ -129,10 +129,10 @@ def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str |
             if len(_INSURANCE_DATA) >= 65536:
                 _INSURANCE_DATA.clear()
             data = _INSURANCE_DATA[key] = tuple(_intern(x) if x is not None else None for x in key)
-    else:
-        data = {k: _json_value(v) for k, v in fields.items() if v is not None}
+    else:  # field names interned: a JSON line's are new strings (its values are not interned: user text)
+        data = {_intern(k): _json_value(v) for k, v in fields.items() if v is not None}
     digest = _fingerprint(kind, ssn, occurred, source, corrects, fields)
-    return _new_record(Record, (kind, digest, occurred, corrects, _intern(source), data))
+    return _new_record(Record, (_intern(kind), digest, occurred, corrects, _intern(source), data))
 
 
 def new_state(ssn: str) -> WorkerState:

@@ -7,6 +7,7 @@ Pure: no I/O. The same functions serve `workerfile fold` and the stream agents.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 import types
 import typing
@@ -151,6 +152,7 @@ _ENVELOPE_SIZE = 7  # event_id, type, ssn, occurred_at, source, corrects, payloa
 class _FastPlan(NamedTuple):
     """How one event type is checked on the fast path, after pydantic-core."""
 
+    type: str  # the event type, interned (the records keep it)
     org_fields: tuple[str, ...]  # payload fields that are organisation codes (None allowed)
     date_fields: tuple[str, ...]  # payload fields that are dates as strings (None allowed)
     payload_checks: tuple  # model validators ("after") of the payload, run on a namespace of its values
@@ -226,7 +228,8 @@ def _fast_model(model, events) -> tuple[dict, _FastPlan] | None:
                   payload_fields, extra_behavior="allow", config=_STRICT))}
     if len(fields) != _ENVELOPE_SIZE:
         return None
-    plan = _FastPlan(tuple(payload_checks["org"]), tuple(payload_checks["date"]),
+    kind = sys.intern(model.model_fields["type"].annotation.__args__[0])
+    plan = _FastPlan(kind, tuple(payload_checks["org"]), tuple(payload_checks["date"]),
                      tuple(v.func for v in payload_validators.values()), tuple(v.func for v in own.values()),
                      len(payload_fields))
     # Extra fields are kept ("allow") and then counted, which costs less than "forbid".
@@ -249,7 +252,7 @@ def _build_fast() -> dict:
     return _fast
 
 
-_GOOD_ORGS: set[str] = set()  # organisation codes that passed validate_org_code
+_GOOD_ORGS: dict[str, str] = {}  # organisation codes that passed validate_org_code, each to its interned string
 _GOOD_SSNS: dict[str, str] = {}  # numbers that normalise_ssn gave back unchanged, each to one string
 # object of it (once valid, always: the only rule that depends on the day is a birth date not in the
 # future). The fold's states are keyed by that object, so looking a worker up compares identities.
@@ -265,7 +268,7 @@ def _org_ok(code: str) -> bool:
         return False
     if len(_GOOD_ORGS) >= _CACHE_SIZE:
         _GOOD_ORGS.clear()
-    _GOOD_ORGS.add(code)
+    _GOOD_ORGS[code] = sys.intern(code)
     return True
 
 
@@ -330,8 +333,14 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
         ssn = data["ssn"]
         if not _ssn_ok(ssn):
             return None
-    if corrects == event_id or (source not in _GOOD_ORGS and not _org_ok(source)):
+    if corrects == event_id:
         return None
+    known = _GOOD_ORGS.get(source)
+    if known is None:
+        if not _org_ok(source):
+            return None
+        known = _GOOD_ORGS[source]
+    source = known  # the interned string: the records keep it
     value = data["occurred_at"]  # read as events._timestamp reads it
     if len(value) < 19 or value[10] not in "Tt ":
         return None
@@ -343,7 +352,7 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
     if occurred - now_us > _TOLERANCE_US:
         return None
     kind, payload = data["type"], data["payload"]
-    org_fields, date_fields, payload_checks, envelope_checks, payload_size = fast["plans"][kind]
+    kind, org_fields, date_fields, payload_checks, envelope_checks, payload_size = fast["plans"][kind]
     if len(payload) != payload_size:
         return None  # extra fields
     for name in org_fields:
