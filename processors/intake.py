@@ -325,6 +325,26 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
         data = fast["validate_json"](line)
     except ValueError:  # ValidationError, or a str that is not UTF-8
         return None
+    return _fast_checks(data, now_us)
+
+
+def fast_json_lines(lines: list, now_us: int) -> list[tuple | None]:
+    """`fast_json_line` of each line: the same, in two passes over the lines (all through
+    pydantic-core, then all through the checks in Python), which keeps each pass's code
+    and data in the processor's caches: faster on a few hundred lines at a time."""
+    validate_json = (_fast or _build_fast())["validate_json"]
+    validated = []
+    for line in lines:
+        try:
+            validated.append(validate_json(line))
+        except ValueError:
+            validated.append(None)
+    return [None if data is None else _fast_checks(data, now_us) for data in validated]
+
+
+def _fast_checks(data: dict, now_us: int) -> tuple | None:
+    """What `fast_json_line` checks in Python after pydantic-core (see there)."""
+    fast = _fast
     if len(data) != _ENVELOPE_SIZE:
         return None  # extra fields (ssn_legacy too: an event that has one goes the reference way)
     event_id, corrects, source = data["event_id"], data["corrects"], data["source"]

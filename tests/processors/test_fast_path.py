@@ -24,7 +24,9 @@ import processors.batch
 from processors.batch import BatchFold, fold_lines
 from processors.fold import make_record, state_from_bytes, state_to_bytes, to_record
 from processors.identity import make_ssn
-from processors.intake import Rejection, fast_json_line, instant_us, now_us, parse_json_line, validate_event
+from processors.intake import (
+    Rejection, fast_json_line, fast_json_lines, instant_us, now_us, parse_json_line, validate_event,
+)
 from schemas.events import CST, EVENT_TYPES
 from tests.conftest import (
     AGENCY, DEFAULT_PAYLOADS, EMPLOYER_A, OCC, SSN_A, SSN_B, SSN_C, SSN_C_LEGACY, make_event,
@@ -213,8 +215,10 @@ def test_the_dict_path_gives_the_same_results_as_the_json_line(lines):
 
 def test_folding_with_and_without_the_fast_path_gives_the_same_everything(lines, monkeypatch):
     fast = fold_lines(lines, file="in.jsonl", now=NOW)
+    assert fast_json_lines(lines, now_us(NOW)) == [fast_json_line(line, now_us(NOW)) for line in lines]
     with monkeypatch.context() as m:
         m.setattr(processors.batch, "fast_json_line", lambda line, now: None)
+        m.setattr(processors.batch, "fast_json_lines", lambda lines, now: [None] * len(lines))
         reference = fold_lines(lines, file="in.jsonl", now=NOW)
     assert fast.counts == reference.counts
     assert fast.rejects == reference.rejects
