@@ -160,7 +160,8 @@ class _FastPlan(NamedTuple):
     payload_size: int  # how many fields the payload has: more are extra fields (forbidden)
 
 
-_fast: dict = {}  # built on first use: {"validator": SchemaValidator, "validate_json": its method, "plans": {type: _FastPlan}}
+# Built on first use: {"validator": the SchemaValidator, "validate_json": its method, "plans": {type: _FastPlan}}
+_fast: dict = {}
 
 
 def _fast_field(hint, events) -> tuple[dict, str | None] | None:
@@ -285,7 +286,8 @@ def _ssn_ok(ssn: str) -> bool:
     return True
 
 
-_last_zone: list = [CST, 8 * 3600 * 10**6]  # the last time zone seen, and its offset in µs
+_last_zone: list = [(CST, 8 * 3600 * 10**6)]  # [(the last time zone seen, its offset in µs)]: one
+# tuple, replaced whole, so that another thread never sees a zone with another zone's offset
 
 
 def instant_us(moment: dt.datetime) -> int:
@@ -294,12 +296,11 @@ def instant_us(moment: dt.datetime) -> int:
     zone = moment.tzinfo
     if zone is None:
         zone = CST
-    if zone == _last_zone[0]:  # timezone objects are equal when their offsets are
-        offset = _last_zone[1]
-    else:
+    last_zone, offset = _last_zone[0]
+    if zone != last_zone:  # timezone objects are equal when their offsets are
         delta = zone.utcoffset(moment)
         offset = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-        _last_zone[0], _last_zone[1] = zone, offset
+        _last_zone[0] = (zone, offset)
     return (((moment.toordinal() - _EPOCH_ORDINAL) * 86400 + moment.hour * 3600 + moment.minute * 60
              + moment.second) * 1_000_000 + moment.microsecond - offset)
 
@@ -328,7 +329,7 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
     return _fast_checks(data, now_us)
 
 
-def fast_json_lines(lines: list, now_us: int) -> list[tuple | None]:
+def fast_json_lines(lines: list[str | bytes], now_us: int) -> list[tuple | None]:
     """`fast_json_line` of each line: the same, in two passes over the lines (all through
     pydantic-core, then all through the checks in Python), which keeps each pass's code
     and data in the processor's caches: faster on a few hundred lines at a time."""
