@@ -86,18 +86,19 @@ DUPLICATE_OUTCOME = Outcome(DUPLICATE)
 
 
 def fingerprint(event: Envelope, occurred: int) -> str:
-    """A 64-bit digest of the event's normalised content: type, ssn, instant, source,
-    corrects and payload values (the event_id is the key; a legacy ssn form is the
-    same event)."""
-    return _fingerprint(event.type, event.ssn, occurred, event.source, event.corrects, event.payload.__dict__)
+    """A 64-bit digest of the event's content: type, instant, source, corrects and payload
+    values (the event_id is the key). Not the ssn: every record of a state is of the
+    state's worker anyway, and so the records of a file merged into another number
+    (`workerfile admin merge`) still recognise their re-deliveries there."""
+    return _fingerprint(event.type, occurred, event.source, event.corrects, event.payload.__dict__)
 
 
-def _fingerprint(kind: str, ssn: str, occurred: int, source: str, corrects: str | None, fields: dict) -> str:
+def _fingerprint(kind: str, occurred: int, source: str, corrects: str | None, fields: dict) -> str:
     # `fields` has every payload field in the model's order (None when absent); a date is
     # a `date` or its `YYYY-MM-DD` string: orjson writes both the same. Stored in states:
-    # never change what is hashed.
+    # what is hashed changes only with the state format version (STATE_FORMAT).
     digest = _BLAKE2B_8.copy()
-    digest.update(_dumps((kind, ssn, occurred, source, corrects, fields)))  # a tuple: the same JSON array
+    digest.update(_dumps((kind, occurred, source, corrects, fields)))  # a tuple: the same JSON array
     return digest.hexdigest()
 
 
@@ -121,7 +122,8 @@ def to_record(event: Envelope) -> Record:
 def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str | None, fields: dict) -> Record:
     """The record of a validated event from its parts: `occurred` in microseconds since
     the epoch, `fields` the payload's fields in the model's order, None when absent
-    (from a model, `payload.__dict__`; from the JSON fast path, dates are still strings)."""
+    (from a model, `payload.__dict__`; from the JSON fast path, dates are still strings).
+    `ssn` is the worker's (checked by the caller); the record does not depend on it."""
     if kind in _INSURANCE_STATUS:
         key = (fields["scheme"], fields["month"], fields.get("to_region") or fields.get("region") or None)
         data: tuple | dict = _INSURANCE_DATA.get(key)  # shared: fewer objects to make, keep and free
@@ -131,7 +133,7 @@ def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str |
             data = _INSURANCE_DATA[key] = tuple(_intern(x) if x is not None else None for x in key)
     else:  # field names interned: a JSON line's are new strings (its values are not interned: user text)
         data = {_intern(k): _json_value(v) for k, v in fields.items() if v is not None}
-    digest = _fingerprint(kind, ssn, occurred, source, corrects, fields)
+    digest = _fingerprint(kind, occurred, source, corrects, fields)
     return _new_record(Record, (_intern(kind), digest, occurred, corrects, _intern(source), data))
 
 
@@ -202,6 +204,10 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
 
 # --- state (de)serialisation, for the faust table and its changelog ---------------------
 
+# 3: fingerprints without the ssn (2: with it).
+STATE_FORMAT = 3
+
+
 def state_to_bytes(state: WorkerState) -> bytes:
     """Serialise a state compactly: JSON, each record an array whose type and source are
     indexes into tables written once."""
@@ -214,7 +220,7 @@ def state_to_bytes(state: WorkerState) -> bytes:
         data = list(r.data) if isinstance(r.data, tuple) else r.data
         records[eid] = [t, r.fingerprint, r.occurred, r.corrects, s, data]
     return orjson.dumps({
-        "v": 2,
+        "v": STATE_FORMAT,
         "ssn": state.ssn,
         "aliases": sorted(state.aliases),
         "announced": sorted(state.announced_grants),
@@ -229,7 +235,10 @@ def state_to_bytes(state: WorkerState) -> bytes:
 def state_from_bytes(blob: bytes) -> WorkerState:
     """Inverse of `state_to_bytes`."""
     raw = orjson.loads(blob)
-    if raw.get("v") != 2:
+    if raw.get("v") != STATE_FORMAT:
+        if raw.get("v") == 2:
+            raise ValueError("state format 2 (fingerprints with the ssn, before 2026-11-29) is not read any more: "
+                             "run the stream processors under a new application id to rebuild every state")
         raise ValueError(f"unknown state format version {raw.get('v')!r}")
     types = [sys.intern(t) for t in raw["types"]]
     sources = [sys.intern(s) for s in raw["sources"]]
