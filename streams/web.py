@@ -192,8 +192,8 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
             items = body if isinstance(body, list) else [body]
             if not items or len(items) > MAX_BATCH:
                 return self.error(400, "schema", message=f"send 1 to {MAX_BATCH} events")
-            foreign = [i for i, item in enumerate(items)
-                       if not isinstance(item, dict) or item.get("source") != caller.org]
+            foreign = [i for i, item in enumerate(items)  # (not an object at all: a 422 below)
+                       if isinstance(item, dict) and item.get("source") != caller.org]
             if foreign:
                 return self.error(403, "forbidden", indexes=foreign[:100],
                                   message="nothing was sent: a caller may only send events whose source is its own "
