@@ -13,6 +13,7 @@ import calendar
 import datetime as dt
 import hashlib
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Collection
 
@@ -267,32 +268,27 @@ def _insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
     # the latest that has a region the region; the events come in any order.
     latest: dict[str, tuple] = {}  # scheme -> ((month, occurred, event_id), status)
     latest_region: dict[str, tuple] = {}  # scheme -> ((month, occurred, event_id), region)
-    months: dict[str, set[str]] = {}
+    floor: dict[str, str] = {}  # scheme -> the month of latest_region: an event of an earlier month changes nothing
+    months: defaultdict[str, set[str]] = defaultdict(set)
     for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
         status = "suspended" if kind == "insurance.suspended" else "active"
         contribution = kind == "insurance.contribution"
         for eid, rec in by_type.get(kind, ()):
             scheme, month, region = rec.data
             if contribution:
-                contributed = months.get(scheme)
-                if contributed is None:
-                    months[scheme] = {month}
-                else:
-                    contributed.add(month)
-            best = latest.get(scheme)
-            if best is not None and month < best[0][0]:
-                if region is None:
-                    continue
-                best_region = latest_region.get(scheme)
-                if best_region is not None and month < best_region[0][0]:
-                    continue  # older than both: no need to compare further
+                months[scheme].add(month)
+            below = floor.get(scheme)
+            if below is not None and month < below:
+                continue  # older than both latest events (latest_region's is never after latest's)
             key = (month, rec.occurred, eid)
+            best = latest.get(scheme)
             if best is None or key > best[0]:
                 latest[scheme] = (key, status)
             if region is not None:
                 best_region = latest_region.get(scheme)
                 if best_region is None or key > best_region[0]:
                     latest_region[scheme] = (key, region)
+                    floor[scheme] = month
     result = []
     sorted_months = {scheme: sorted(ms) for scheme, ms in months.items()}
     for scheme in sorted(latest):
