@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -321,80 +321,87 @@ def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
     source, corrects, payload)` (the payload a dict of every field in the model's order,
     dates as their strings); otherwise None, and the line must go `parse_json_line`.
     `now_us` is now in microseconds since the epoch. Never raises."""
-    fast = _fast or _build_fast()
-    try:
-        data = fast["validate_json"](line)
-    except ValueError:  # ValidationError, or a str that is not UTF-8
-        return None
-    return _fast_checks(data, now_us)
+    return fast_json_lines((line,), now_us)[0]
 
 
-def fast_json_lines(lines: list[str | bytes], now_us: int) -> list[tuple | None]:
-    """`fast_json_line` of each line: the same, in two passes over the lines (all through
+def fast_json_lines(lines: Sequence[str | bytes], now_us: int) -> list[tuple | None]:
+    """`fast_json_line` of each line, in two passes over the lines (all through
     pydantic-core, then all through the checks in Python), which keeps each pass's code
     and data in the processor's caches: faster on a few hundred lines at a time."""
-    validate_json = (_fast or _build_fast())["validate_json"]
+    fast = _fast or _build_fast()
+    validate_json, plans = fast["validate_json"], fast["plans"]
     validated = []
     for line in lines:
         try:
             validated.append(validate_json(line))
-        except ValueError:
+        except ValueError:  # ValidationError, or a str that is not UTF-8
             validated.append(None)
-    return [None if data is None else _fast_checks(data, now_us) for data in validated]
+    good_ssns, good_orgs, fromisoformat, date_fromisoformat = _GOOD_SSNS, _GOOD_ORGS, _fromisoformat, _date_fromisoformat
+    latest_us = now_us + _TOLERANCE_US
+    results: list[tuple | None] = []
+    for data in validated:
+        results.append(None)
+        if data is None or len(data) != _ENVELOPE_SIZE:
+            continue  # extra fields (ssn_legacy too: an event that has one goes the reference way)
+        event_id, corrects, source = data["event_id"], data["corrects"], data["source"]
+        ssn = good_ssns.get(data["ssn"])
+        if ssn is None:
+            ssn = data["ssn"]
+            if not _ssn_ok(ssn):
+                continue
+        if corrects == event_id:
+            continue
+        known = good_orgs.get(source)
+        if known is None:
+            if not _org_ok(source):
+                continue
+            known = good_orgs[source]
+        source = known  # the interned string: the records keep it
+        value = data["occurred_at"]  # read as events._timestamp reads it
+        if len(value) < 19 or value[10] not in "Tt ":
+            continue
+        try:
+            occurred_at = fromisoformat(value)
+        except ValueError:
+            continue
+        occurred = instant_us(occurred_at)
+        if occurred > latest_us:
+            continue
+        payload = data["payload"]
+        kind, org_fields, date_fields, payload_checks, envelope_checks, payload_size = plans[data["type"]]
+        if len(payload) != payload_size:
+            continue  # extra fields
+        bad = False
+        for name in org_fields:
+            code = payload[name]
+            if code is not None and code not in good_orgs and not _org_ok(code):
+                bad = True
+                break
+        for name in date_fields:
+            day = payload[name]
+            if day is not None and not _is_date(day):
+                bad = True
+                break
+        if bad:
+            continue
+        if payload_checks or envelope_checks:
+            values = SimpleNamespace(**{k: date_fromisoformat(v) if k in date_fields and v is not None else v
+                                        for k, v in payload.items()})
+            if not _checks_pass(payload_checks, values):
+                continue
+            if occurred_at.tzinfo is None:
+                occurred_at = occurred_at.replace(tzinfo=CST)
+            event = SimpleNamespace(**{**data, "occurred_at": occurred_at, "payload": values, "ssn_legacy": None})
+            if not _checks_pass(envelope_checks, event):
+                continue
+        results[-1] = (event_id, kind, ssn, occurred, source, corrects, payload)
+    return results
 
 
-def _fast_checks(data: dict, now_us: int) -> tuple | None:
-    """What `fast_json_line` checks in Python after pydantic-core (see there)."""
-    fast = _fast
-    if len(data) != _ENVELOPE_SIZE:
-        return None  # extra fields (ssn_legacy too: an event that has one goes the reference way)
-    event_id, corrects, source = data["event_id"], data["corrects"], data["source"]
-    ssn = _GOOD_SSNS.get(data["ssn"])
-    if ssn is None:
-        ssn = data["ssn"]
-        if not _ssn_ok(ssn):
-            return None
-    if corrects == event_id:
-        return None
-    known = _GOOD_ORGS.get(source)
-    if known is None:
-        if not _org_ok(source):
-            return None
-        known = _GOOD_ORGS[source]
-    source = known  # the interned string: the records keep it
-    value = data["occurred_at"]  # read as events._timestamp reads it
-    if len(value) < 19 or value[10] not in "Tt ":
-        return None
+def _is_date(day: str) -> bool:
+    """A `YYYY-MM-DD` string (the fast schema's pattern) that is a calendar date."""
     try:
-        occurred_at = _fromisoformat(value)
+        _date_fromisoformat(day)
     except ValueError:
-        return None
-    occurred = instant_us(occurred_at)
-    if occurred - now_us > _TOLERANCE_US:
-        return None
-    kind, payload = data["type"], data["payload"]
-    kind, org_fields, date_fields, payload_checks, envelope_checks, payload_size = fast["plans"][kind]
-    if len(payload) != payload_size:
-        return None  # extra fields
-    for name in org_fields:
-        code = payload[name]
-        if code is not None and code not in _GOOD_ORGS and not _org_ok(code):
-            return None
-    for name in date_fields:
-        day = payload[name]
-        if day is not None:
-            try:
-                _date_fromisoformat(day)
-            except ValueError:
-                return None
-    if payload_checks or envelope_checks:
-        values = SimpleNamespace(**{k: _date_fromisoformat(v) if k in date_fields and v is not None else v
-                                    for k, v in payload.items()})
-        if not _checks_pass(payload_checks, values):
-            return None
-        if occurred_at.tzinfo is None:
-            occurred_at = occurred_at.replace(tzinfo=CST)
-        event = SimpleNamespace(**{**data, "occurred_at": occurred_at, "payload": values, "ssn_legacy": None})
-        if not _checks_pass(envelope_checks, event):
-            return None
-    return event_id, kind, ssn, occurred, source, corrects, payload
+        return False
+    return True
