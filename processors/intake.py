@@ -384,16 +384,19 @@ def fast_json_lines(lines: Sequence[str | bytes], now_us: int) -> list[tuple | N
                 break
         if bad:
             continue
-        if payload_checks or envelope_checks:
-            values = SimpleNamespace(**{k: date_fromisoformat(v) if k in date_fields and v is not None else v
-                                        for k, v in payload.items()})
+        if payload_checks or envelope_checks:  # the models' own checks, on the values they would see
+            values = SimpleNamespace(**payload)
+            for name in date_fields:
+                if payload[name] is not None:
+                    setattr(values, name, date_fromisoformat(payload[name]))
             if not _checks_pass(payload_checks, values):
                 continue
-            if occurred_at.tzinfo is None:
-                occurred_at = occurred_at.replace(tzinfo=CST)
-            event = SimpleNamespace(**{**data, "occurred_at": occurred_at, "payload": values, "ssn_legacy": None})
-            if not _checks_pass(envelope_checks, event):
-                continue
+            if envelope_checks:
+                event = SimpleNamespace(**data)
+                event.occurred_at = occurred_at if occurred_at.tzinfo is not None else occurred_at.replace(tzinfo=CST)
+                event.payload, event.ssn_legacy = values, None
+                if not _checks_pass(envelope_checks, event):
+                    continue
         results[-1] = (event_id, kind, ssn, occurred, source, corrects, payload)
     return results
 
