@@ -290,6 +290,10 @@ _last_zone: list = [(CST, 8 * 3600 * 10**6)]  # [(the last time zone seen, its o
 # tuple, replaced whole, so that another thread never sees a zone with another zone's offset
 
 
+_UTC = dt.timezone.utc
+_MINUTE = dt.timedelta(minutes=1)
+
+
 def instant_us(moment: dt.datetime) -> int:
     """`(moment - epoch) // 1 µs`, a naive moment being in China Standard Time (as
     events._timestamp reads it), without the timedelta objects of that expression."""
@@ -364,6 +368,9 @@ def fast_json_lines(lines: Sequence[str | bytes], now_us: int) -> list[tuple | N
             occurred_at = fromisoformat(value)
         except ValueError:
             continue
+        zone = occurred_at.tzinfo
+        if zone is not None and zone is not _UTC and occurred_at.utcoffset() % _MINUTE:
+            continue  # an offset with seconds: the reference way refuses it
         occurred = instant_us(occurred_at)
         if occurred > latest_us:
             continue

@@ -71,6 +71,10 @@ def _timestamp(value: Any) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise PydanticCustomError("invalid_date", "is not a valid RFC 3339 timestamp") from None
+    offset = parsed.utcoffset()
+    if offset is not None and (offset.seconds % 60 or offset.microseconds):
+        # Python reads +08:00:30; RFC 3339 has hours and minutes only (and Avro keeps minutes)
+        raise PydanticCustomError("invalid_date", "the UTC offset must be hours and minutes (RFC 3339)")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=CST)
 
 

@@ -289,6 +289,8 @@ def test_invalid_occupation_code(type_, code):
     ("card.issued", {"occurred_at": "yesterday"}, "occurred_at"),
     ("card.issued", {"occurred_at": "2024-06-01"}, "occurred_at"),
     ("card.issued", {"occurred_at": "2024-06-31T09:00:00+08:00"}, "occurred_at"),
+    ("card.issued", {"occurred_at": "2024-06-01T09:00:00+08:00:30"}, "occurred_at"),  # offset with seconds
+    ("card.issued", {"occurred_at": "2024-06-01T09:00:00.250+08:00:30.5"}, "occurred_at"),
 ])
 def test_invalid_date(type_, changes, field):
     bad = make_event(type_, payload=changes.get("payload"), **{k: v for k, v in changes.items() if k != "payload"})
