@@ -148,6 +148,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 new = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
                                 compacting=True, config={"delete.retention.ms": "86400000"})
                 await new.maybe_declare()
+                # its metadata (partitions and leaders) before the first send, so that the
+                # batch does not wait on a topic the producer does not know yet
+                await app.producer._ensure_producer().partitions_for(name)
                 out_topics[name] = new
             else:
                 out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -292,7 +295,8 @@ def load_audiences(settings: StreamSettings) -> Audiences:
     pseudonym are not published (said once in the log) and answer 503 over HTTP —
     never an unkeyed pseudonym."""
     audiences = Audiences(views=load_views(settings.views), pseudonym_key=load_pseudonym_key(settings.pseudonym_key_file))
-    skipped = sorted(set(audiences.views) - set(audiences.published))
+    skipped = sorted(name for name, v in audiences.views.items()
+                     if v.topic and v.fields and name not in audiences.published)
     if skipped:
         log.warning("no WORKERFILE_PSEUDONYM_KEY_FILE: the view(s) %s are not published", ", ".join(skipped))
     return audiences

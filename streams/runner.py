@@ -15,7 +15,7 @@ class WorkerProcess:
     """One `workerfile worker` process with its own data directory and log file."""
 
     def __init__(self, bootstrap: str, app_id: str, data_dir: str | os.PathLike, partitions: int = 4,
-                 loglevel: str = "warning", log_path: str | os.PathLike | None = None, web_port: int = 0,
+                 loglevel: str = os.environ.get("WORKERFILE_TEST_LOGLEVEL", "warning"), log_path: str | os.PathLike | None = None, web_port: int = 0,
                  env: dict[str, str] | None = None):
         self.bootstrap = bootstrap
         self.app_id = app_id
