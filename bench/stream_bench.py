@@ -71,7 +71,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from processors.batch import fold_lines  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.app import BATCH_MAX  # noqa: E402
-from streams.handler import Origin, dump_state, fold_batch, intake_message, load_state  # noqa: E402
+from streams.handler import Origin, fold_batch, intake_message, load_state, state_writes  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
@@ -256,9 +256,9 @@ def in_process(messages: list) -> dict[str, float]:
             by_worker[intake.event.ssn].append((intake.event, key, value, origin))
         t1 = time.perf_counter()
         for ssn, events in by_worker.items():
-            folded = fold_batch(load_state(ssn, states.get(ssn)), events)
+            folded = fold_batch(load_state(ssn, states.get), events)
             folds += 1
-            states[ssn] = dump_state(folded.state)
+            states.update(state_writes(folded.state))
         t_intake += t1 - t0
         t_fold += time.perf_counter() - t1
     return {"intake": t_intake, "fold": t_fold, "total": t_intake + t_fold, "folds": folds}

@@ -33,7 +33,7 @@ from processors.identity import mask_ssn
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
 from streams.handler import (
-    Audiences, Marker, Origin, apply_command, dump_state, fold_batch, intake_message, load_state, redirected,
+    Audiences, Marker, Origin, apply_command, fold_batch, intake_message, load_state, redirected, state_writes,
 )
 from streams.settings import StreamSettings
 from streams.topics import (
@@ -173,7 +173,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     def state_of(ssn: str) -> WorkerState:
         state = cache.pop(ssn, None)
-        return state if state is not None else load_state(ssn, states.get(ssn.encode()))
+        return state if state is not None else load_state(ssn, states.get)
 
     def remember(ssn: str, state: WorkerState) -> None:
         cache[ssn] = state
@@ -256,7 +256,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             await asyncio.gather(*pending)
         for ssn, state in new_states.items():
             in_partition_of(anchor[ssn])
-            states[ssn.encode()] = dump_state(state)
+            for key, value in state_writes(state):
+                states[key] = value
             remember(ssn, state)
         for ssn, marker in new_markers.items():
             in_partition_of(anchor[ssn])

@@ -107,8 +107,17 @@ class Folded:
     rejected: int = 0
 
 
-def load_state(ssn: str, blob: bytes | None) -> WorkerState:
+def load_state(ssn: str, get) -> WorkerState:
+    """The state of `ssn` from the state table, read through `get(key) -> bytes | None`
+    (the faust table's `get`, or a dict's): a new state when it has none."""
+    blob = get(ssn.encode())
     return state_from_bytes(blob) if blob else new_state(ssn)
+
+
+def state_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:
+    """The writes to make to the state table after folding `state`: (key, value), a
+    None value deletes the key."""
+    return [(state.ssn.encode(), state_to_bytes(state))]
 
 
 @dataclass(frozen=True)
@@ -267,7 +276,3 @@ def apply_command(state: WorkerState, marker: Marker | None, command: dict,
         publish_file(out, sorted(set(merged.records) - set(state.records)), audiences)
         return out, marker
     raise ValueError(f"unknown operator command {action!r}")
-
-
-def dump_state(state: WorkerState) -> bytes:
-    return state_to_bytes(state)

@@ -131,9 +131,8 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
         try:
             return await app.router.route_req(table.name, ssn.encode(), view.web, request)
         except SameNode:
-            blob = states.get(ssn.encode())
-            state = load_state(ssn, blob) if blob else None
-            if state is not None and not state.records:  # erased, or merged into another number
+            state = load_state(ssn, states.get)
+            if not state.records:  # erased, or merged into another number
                 state = None
             body = render(ssn, state, caller)
             if body is None:

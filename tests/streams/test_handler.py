@@ -70,7 +70,7 @@ def test_intake_rekeys_an_event_keyed_by_the_legacy_number():
 
 
 def test_fold_batch_publishes_file_and_change_then_nothing_for_a_duplicate():
-    state = load_state(SSN, None)
+    state = load_state(SSN, {}.get)
     first = fold_batch(state, [folded_input(contribution("c1", "2025-01"))])
     topics = [r.topic for r in first.records]
     assert topics == [WORKER_FILES, WORKER_FILE_CHANGES]
@@ -82,7 +82,7 @@ def test_fold_batch_publishes_file_and_change_then_nothing_for_a_duplicate():
 
 def test_a_change_of_applied_events_alone_is_published():
     # a second contribution for a month already counted changes nothing but applied_events
-    state = fold_batch(load_state(SSN, None), [folded_input(contribution("c1", "2025-01"))]).state
+    state = fold_batch(load_state(SSN, {}.get), [folded_input(contribution("c1", "2025-01"))]).state
     second = fold_batch(state, [folded_input(contribution("c2", "2025-01"))])
     files = [codec.decode(r.value)[1] for r in second.records if r.topic == WORKER_FILES]
     assert len(files) == 1 and files[0]["applied_events"] == 2
@@ -95,7 +95,7 @@ def test_a_grant_is_offered_once_with_a_stable_service_id():
     cert = event("cert", "certificate.issued", {"certificate_no": "S1", "kind": "skill_level",
                                                 "occupation_code": "6-18-01-01", "level": "junior",
                                                 "issued_on": "2024-12-20"})
-    first = fold_batch(load_state(SSN, None), events + [folded_input(cert)])
+    first = fold_batch(load_state(SSN, {}.get), events + [folded_input(cert)])
     assert len(first.grants) == 1
     service_id, record = first.grants[0]
     assert record.topic == WORKER_SERVICES
@@ -106,7 +106,7 @@ def test_a_grant_is_offered_once_with_a_stable_service_id():
 
 
 def test_fold_batch_rejects_a_conflicting_event_id_with_its_origin():
-    state = fold_batch(load_state(SSN, None), [folded_input(contribution("c1", "2025-01"))]).state
+    state = fold_batch(load_state(SSN, {}.get), [folded_input(contribution("c1", "2025-01"))]).state
     conflicting = folded_input(contribution("c1", "2025-02"))
     out = fold_batch(state, [conflicting])
     assert out.rejected == 1
@@ -131,7 +131,7 @@ def test_fold_batch_publishes_the_views_the_change_touches_and_pseudonymised_key
 
     key = b"s" * 32
     audiences = Audiences(views=load_views(), pseudonym_key=key)
-    folded = fold_batch(load_state(SSN, None), [folded_input(contribution("e1", "2025-01"))], audiences)
+    folded = fold_batch(load_state(SSN, {}.get), [folded_input(contribution("e1", "2025-01"))], audiences)
     views = {r.topic: r for r in folded.records if r.topic.startswith("worker-view-")}
     assert set(views) == {"worker-view-social-insurance", "worker-view-pseudonymised"}
     assert views["worker-view-social-insurance"].key == SSN.encode()
@@ -139,6 +139,6 @@ def test_fold_batch_publishes_the_views_the_change_touches_and_pseudonymised_key
     assert views["worker-view-pseudonymised"].key == pseudonym(SSN, key).encode()
     assert SSN.encode() not in views["worker-view-pseudonymised"].value
     # without the key the pseudonymised view is not published at all
-    unkeyed = fold_batch(load_state(SSN, None), [folded_input(contribution("e1", "2025-01"))],
+    unkeyed = fold_batch(load_state(SSN, {}.get), [folded_input(contribution("e1", "2025-01"))],
                          Audiences(views=load_views(), pseudonym_key=None))
     assert {r.topic for r in unkeyed.records if r.topic.startswith("worker-view-")} == {"worker-view-social-insurance"}

@@ -41,7 +41,7 @@ def training(event_id: str, ssn: str):
 
 
 def folded(ssn: str, *events):
-    return fold_batch(load_state(ssn, None), list(events), AUDIENCES).state
+    return fold_batch(load_state(ssn, {}.get), list(events), AUDIENCES).state
 
 
 def command(action: str, ssn: str, other: str | None = None) -> dict:
@@ -131,7 +131,7 @@ def test_a_redelivered_event_of_the_merged_number_is_a_duplicate_in_the_file_kep
     old_state = folded(OLD, event("e1", OLD), training("t1", OLD))
     out, _ = apply_command(old_state, None, command("merge", OLD, NEW), AUDIENCES)
     _, merge_in = codec.decode(by_topic(out.records)[OPERATOR_COMMANDS][0].value)
-    joined, _ = apply_command(load_state(NEW, None), None, merge_in, AUDIENCES)
+    joined, _ = apply_command(load_state(NEW, {}.get), None, merge_in, AUDIENCES)
     moved = redirected(event("e1", OLD)[0], NEW)
     intake = intake_message(moved.key, moved.value, Origin(REKEYED_EVENTS, 0, 5))
     assert intake.event is not None and intake.event.ssn == NEW
@@ -144,7 +144,7 @@ def test_a_merge_into_a_number_that_was_merged_on_follows_it():
     third = make_ssn("32050519910409353")
     out, _ = apply_command(folded(OLD, event("e1", OLD)), None, command("merge", OLD, NEW), AUDIENCES)
     _, merge_in = codec.decode(by_topic(out.records)[OPERATOR_COMMANDS][0].value)
-    forwarded, _ = apply_command(load_state(NEW, None), Marker(merged_into=third), merge_in, AUDIENCES)
+    forwarded, _ = apply_command(load_state(NEW, {}.get), Marker(merged_into=third), merge_in, AUDIENCES)
     [record] = forwarded.records
     assert record.topic == OPERATOR_COMMANDS and record.key == third.encode()
     assert codec.decode(record.value)[1]["ssn"] == third
