@@ -24,6 +24,7 @@ from processors.fold import (
     new_state,
 )
 from processors.intake import Rejection, fast_json_line, fast_json_lines, now_us, parse_json_line
+from processors.organisations import Organisations
 
 
 _CHUNK = 256  # lines that `take_lines` takes together
@@ -45,17 +46,19 @@ class Counts:
 
 @dataclass
 class BatchFold:
-    """Folds inputs one by one into per-worker states, keeping every rejection."""
+    """Folds inputs one by one into per-worker states, keeping every rejection.
+    `organisations`: the registry whose roles the sources must have (None: not checked)."""
 
     now: dt.datetime | None = None
     states: dict[str, WorkerState] = field(default_factory=dict)
     counts: Counts = field(default_factory=Counts)
     rejects: list[dict] = field(default_factory=list)
+    organisations: Organisations | None = None
 
     def take_line(self, line: str | bytes, line_no: int, file: str | None = None) -> str:
         """Fold one JSON line; returns its status (accepted / duplicate / rejected).
         (`fold_lines` does the same for many lines, in a loop of its own.)"""
-        fast = fast_json_line(line, now_us(self.now))
+        fast = fast_json_line(line, now_us(self.now), self.organisations)
         if fast is None:
             return self._take_slow(line, line_no, file)
         self.counts.read += 1
@@ -92,7 +95,7 @@ class BatchFold:
             self._take_chunk(numbers, chunk, file)
 
     def _take_chunk(self, numbers: list[int], lines: list[str | bytes], file: str | None) -> None:
-        checked = fast_json_lines(lines, now_us(self.now))
+        checked = fast_json_lines(lines, now_us(self.now), self.organisations)
         records = [None if fast is None else make_record(*fast[1:]) for fast in checked]
         states = self.states
         read = accepted = duplicates = 0
@@ -121,7 +124,7 @@ class BatchFold:
     def _take_slow(self, line: str | bytes, line_no: int, file: str | None) -> str:
         """`take_line` the reference way: every line the fast path does not accept."""
         self.counts.read += 1
-        event = parse_json_line(line, self.now)
+        event = parse_json_line(line, self.now, self.organisations)
         if isinstance(event, Rejection):
             return self._reject(event, line, line_no, file, None)
         state = self.states.get(event.ssn)
@@ -174,9 +177,11 @@ def _event_id_of(text: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def fold_lines(lines: Iterable[str | bytes], file: str | None = None, now: dt.datetime | None = None) -> BatchFold:
-    """Fold an iterable of JSON lines; blank lines are skipped (not counted as read)."""
-    batch = BatchFold(now=now)
+def fold_lines(lines: Iterable[str | bytes], file: str | None = None, now: dt.datetime | None = None,
+               organisations: Organisations | None = None) -> BatchFold:
+    """Fold an iterable of JSON lines; blank lines are skipped (not counted as read).
+    With `organisations`, an event whose source may not say it is `unauthorized_source`."""
+    batch = BatchFold(now=now, organisations=organisations)
     with _no_gc():
         batch.take_lines(lines, file)
     return batch

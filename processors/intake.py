@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -21,6 +21,9 @@ from pydantic_core import SchemaValidator, core_schema
 
 from processors.identity import OCCUPATION_RE, IdentityError, normalise_ssn, validate_org_code
 from schemas.events import CST, EVENT_TYPES, Envelope
+
+if TYPE_CHECKING:
+    from processors.organisations import Organisations
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -31,10 +34,13 @@ _fromisoformat = dt.datetime.fromisoformat
 _date_fromisoformat = dt.date.fromisoformat
 
 # One reason per rejected event: when several problems are found, the first in this
-# order is reported (the message lists them all).
+# order is reported (the message lists them all). `unauthorized_source` (section 8) is
+# checked on an event that passed every format check (it needs a valid source and
+# payload), before the fold's own reasons: an event its source may not say never
+# reaches the state, so it is never a duplicate or a conflict.
 REASON_ORDER = (
     "malformed", "unknown_type", "schema", "invalid_ssn", "invalid_org_code",
-    "invalid_occupation_code", "invalid_date", "future_date",
+    "invalid_occupation_code", "invalid_date", "future_date", "unauthorized_source",
     "event_id_conflict", "correction_type_mismatch",
 )
 REASONS = frozenset(REASON_ORDER)
@@ -78,17 +84,21 @@ class Rejection:
     field: str | None = None
 
 
-def parse_json_line(line: str | bytes, now: dt.datetime | None = None) -> Envelope | Rejection:
+def parse_json_line(line: str | bytes, now: dt.datetime | None = None,
+                    organisations: Organisations | None = None) -> Envelope | Rejection:
     """Parse one canonical JSON event; never raises."""
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as err:
         return Rejection("malformed", f"not valid JSON: {err}")
-    return validate_event(data, now)
+    return validate_event(data, now, organisations)
 
 
-def validate_event(data: Any, now: dt.datetime | None = None) -> Envelope | Rejection:
-    """Validate a decoded event (dict) against the contract; never raises."""
+def validate_event(data: Any, now: dt.datetime | None = None,
+                   organisations: Organisations | None = None) -> Envelope | Rejection:
+    """Validate a decoded event (dict) against the contract; never raises. With the
+    organisation registry, also whether its source may say it (`unauthorized_source`);
+    without (None), sources are not checked (development mode)."""
     if not isinstance(data, dict):
         return Rejection("schema", f"an event must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
@@ -104,6 +114,10 @@ def validate_event(data: Any, now: dt.datetime | None = None) -> Envelope | Reje
         return rejection_from_errors(err.errors(include_input=False, include_url=False))
     if event.occurred_at - (now or _now()) > FUTURE_TOLERANCE:
         return Rejection("future_date", "occurred_at is more than 5 minutes ahead of now", "occurred_at")
+    if organisations is not None:
+        unauthorized = organisations.check(event)
+        if unauthorized is not None:
+            return unauthorized
     return event
 
 
@@ -168,9 +182,10 @@ def _fast_field(hint, events) -> tuple[dict, str | None] | None:
     """The pydantic-core schema of a field on the fast path and what is left to check in
     Python after it ("org", "date", "instant" or None); None when it has no fast form."""
     substitutes = {
-        events.Month: (core_schema.str_schema(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$"), None),  # = events._month
-        events.Date: (core_schema.str_schema(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), "date"),  # + fromisoformat
-        events.Timestamp: (core_schema.str_schema(), "instant"),
+        # the years of every date, month and instant: events.YEAR_PATTERN (1880-9998, as events._in_range)
+        events.Month: (core_schema.str_schema(pattern=r"^" + events.YEAR_PATTERN + r"-(0[1-9]|1[0-2])$"), None),  # = events._month
+        events.Date: (core_schema.str_schema(pattern=r"^" + events.YEAR_PATTERN + r"-[0-9]{2}-[0-9]{2}$"), "date"),  # + fromisoformat
+        events.Timestamp: (core_schema.str_schema(pattern=r"^" + events.YEAR_PATTERN + r"-"), "instant"),
         events.OrgCode: (core_schema.str_schema(), "org"),
         events.OccupationCode: (core_schema.str_schema(pattern=r"^" + OCCUPATION_RE.pattern + r"$"), None),
     }
@@ -319,16 +334,19 @@ def _checks_pass(checks: tuple, values: Any) -> bool:
     return True
 
 
-def fast_json_line(line: str | bytes, now_us: int) -> tuple | None:
+def fast_json_line(line: str | bytes, now_us: int, organisations: Organisations | None = None) -> tuple | None:
     """The fast path of `parse_json_line`: for a line it accepts in full, the parts of
     the event `processors.fold.make_record` takes, `(event_id, type, ssn, occurred_us,
     source, corrects, payload)` (the payload a dict of every field in the model's order,
     dates as their strings); otherwise None, and the line must go `parse_json_line`.
-    `now_us` is now in microseconds since the epoch. Never raises."""
-    return fast_json_lines((line,), now_us)[0]
+    `now_us` is now in microseconds since the epoch; `organisations` the registry
+    (None: sources not checked), an event its source may not say goes the reference
+    way (`unauthorized_source`). Never raises."""
+    return fast_json_lines((line,), now_us, organisations)[0]
 
 
-def fast_json_lines(lines: Sequence[str | bytes], now_us: int) -> list[tuple | None]:
+def fast_json_lines(lines: Sequence[str | bytes], now_us: int,
+                    organisations: Organisations | None = None) -> list[tuple | None]:
     """`fast_json_line` of each line, in two passes over the lines (all through
     pydantic-core, then all through the checks in Python), which keeps each pass's code
     and data in the processor's caches: faster on a few hundred lines at a time."""
@@ -342,6 +360,7 @@ def fast_json_lines(lines: Sequence[str | bytes], now_us: int) -> list[tuple | N
             validated.append(None)
     good_ssns, good_orgs, fromisoformat, date_fromisoformat = _GOOD_SSNS, _GOOD_ORGS, _fromisoformat, _date_fromisoformat
     latest_us = now_us + _TOLERANCE_US
+    allows = organisations.allows if organisations is not None else None
     results: list[tuple | None] = []
     for data in validated:
         results.append(None)
@@ -404,6 +423,8 @@ def fast_json_lines(lines: Sequence[str | bytes], now_us: int) -> list[tuple | N
                 event.payload, event.ssn_legacy = values, None
                 if not _checks_pass(envelope_checks, event):
                     continue
+        if allows is not None and not allows(kind, source, payload):
+            continue  # unauthorized_source: the reference way says why
         results[-1] = (event_id, kind, ssn, occurred, source, corrects, payload)
     return results
 

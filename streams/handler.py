@@ -19,6 +19,7 @@ from processors.fold import (
 )
 from processors.identity import mask_ssn
 from processors.intake import Rejection, validate_event
+from processors.organisations import Organisations
 from processors.views import View, view_records
 from schemas.events import Envelope
 from streams import codec
@@ -73,9 +74,11 @@ def rejection_record(rejection: Rejection, key: bytes | None, value: bytes | Non
     return Record(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
 
 
-def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: dt.datetime | None = None) -> Intake:
+def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: dt.datetime | None = None,
+                   organisations: Organisations | None = None) -> Intake:
     """Decode and validate one message. A bad message becomes a rejection record; an
-    event keyed by anything but its normalised SSN is re-published under that key."""
+    event keyed by anything but its normalised SSN is re-published under that key.
+    `organisations`: the registry whose roles sources must have (None: not checked)."""
     if value is None:
         return Intake(status="rejected", records=[rejection_record(
             Rejection("malformed", "empty message (no value)"), key, value, origin)])
@@ -84,7 +87,7 @@ def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: 
     except codec.CodecError as err:
         return Intake(status="rejected", records=[rejection_record(
             Rejection("malformed", f"not an Avro event: {err}"), key, value, origin)])
-    event = validate_event(data, now)
+    event = validate_event(data, now, organisations)
     if isinstance(event, Rejection):
         event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
         return Intake(status="rejected", records=[rejection_record(event, key, value, origin, event_id)])

@@ -60,7 +60,15 @@ def _login_hint(security, err: BaseException | None = None) -> str:
 def cmd_fold(args: argparse.Namespace) -> int:
     """Fold a file of canonical JSON events with no broker; print one file per line."""
     from processors.batch import fold_lines
+    from processors.organisations import DEVELOPMENT_MODE, OrganisationsError, load_organisations
 
+    try:
+        organisations = load_organisations(args.organisations)
+    except OrganisationsError as err:
+        print(f"workerfile fold: {err}", file=sys.stderr)
+        return 2
+    if organisations is None:
+        print(f"workerfile fold: {DEVELOPMENT_MODE}; give the registry with --organisations FILE", file=sys.stderr)
     if args.events == "-":
         source, name = sys.stdin.buffer, "<stdin>"
     else:
@@ -72,7 +80,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
     rejects_path = Path(args.rejects) if args.rejects else (
         Path("rejects.jsonl") if args.events == "-" else Path(args.events + ".rejects.jsonl"))
     with source:
-        batch = fold_lines(source, file=name)
+        batch = fold_lines(source, file=name, organisations=organisations)
     out = sys.stdout.buffer
     for file in batch.files():
         out.write(orjson.dumps(file) + b"\n")
@@ -87,9 +95,17 @@ def cmd_fold(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Write a generated population of careers as JSON lines (bad lines included unless --clean)."""
-    from workerfile.population import generate_population
+    """Write a generated population of careers as JSON lines (bad lines included unless --clean),
+    and with --organisations-out the organisation registry that fits it."""
+    from processors.organisations import registry_toml
+    from workerfile.population import generate_population, population_registry
 
+    if args.organisations_out:
+        try:
+            Path(args.organisations_out).write_text(registry_toml(population_registry(args.seed)), encoding="utf-8")
+        except OSError as err:
+            print(f"workerfile generate: cannot write {args.organisations_out}: {err}", file=sys.stderr)
+            return 1
     out = sys.stdout.buffer
     for event in generate_population(args.workers, seed=args.seed, months=args.months, anomalies=not args.clean):
         out.write((event.encode() if isinstance(event, str) else orjson.dumps(event)) + b"\n")
@@ -499,12 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
     fold = sub.add_parser("fold", help="fold a JSONL file of events offline, print the files as JSON lines")
     fold.add_argument("events", help="canonical JSON events, one per line ('-' for standard input)")
     fold.add_argument("--rejects", help="where rejected lines go (default: EVENTS.rejects.jsonl)")
+    fold.add_argument("--organisations", metavar="FILE", default=None,
+                      help="the organisation registry (TOML): an event whose source lacks the role for it is "
+                           "rejected unauthorized_source; without it sources are not checked (development mode)")
     fold.set_defaults(func=cmd_fold)
     gen = sub.add_parser("generate", help="print a generated population of careers as JSON lines")
     gen.add_argument("--workers", type=int, default=100)
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--months", type=int, default=36, help="length of each career in months")
     gen.add_argument("--clean", action="store_true", help="no duplicates, corrections, retractions or bad lines")
+    gen.add_argument("--organisations-out", metavar="FILE", default=None,
+                     help="also write the organisation registry (TOML) of the population's sources to FILE")
     gen.set_defaults(func=cmd_generate)
 
     def broker_options(p: argparse.ArgumentParser) -> None:

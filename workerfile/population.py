@@ -4,6 +4,9 @@ publish about them: for the demo, the tests and the benchmarks.
 Deterministic for a given seed. `generate_population` returns canonical JSON events
 (dicts); with `anomalies=True` it also mixes in what real feeds contain: re-deliveries,
 late corrections, retractions, an end of employment before its start, and bad lines.
+Every event's source has the role for it (contract section 8): `population_registry`
+is the organisation registry of the population of a seed (`workerfile generate
+--organisations-out FILE`).
 """
 
 from __future__ import annotations
@@ -31,19 +34,48 @@ def _org(rng: random.Random) -> str:
                          + "".join(rng.choice(alphabet) for _ in range(9)))
 
 
+# The honour-awarding bureaus: government bodies (credit codes 11...), the same in every
+# population (not drawn, so that the other organisations of a seed stay what they were).
+HONOR_AUTHORITIES = tuple(make_org_code(f"11440300MB1H0{n:04d}") for n in (1, 2))
+
+
 @dataclass
 class Orgs:
-    """The organisations of a population: employers, schools, insurance bureaus, evaluators."""
+    """The organisations of a population: employers, schools, insurance bureaus,
+    evaluators, honour-awarding bureaus."""
 
     employers: list[str]
     agencies: list[str]
     schools: list[str]
     bureaus: list[str]
     evaluators: list[str]
+    honor_authorities: list[str]
 
     @classmethod
     def make(cls, rng: random.Random, size: int = 12) -> "Orgs":
-        return cls(*[[_org(rng) for _ in range(n)] for n in (size, 2, 4, 2, 2)])
+        return cls(*[[_org(rng) for _ in range(n)] for n in (size, 2, 4, 2, 2)], list(HONOR_AUTHORITIES))
+
+    def registry(self) -> dict[str, tuple[str, list[str]]]:
+        """{code: (name, roles)}: each organisation with the role for what it says."""
+        out: dict[str, tuple[str, list[str]]] = {}
+        for codes, name, role in ((self.employers, "用人单位", "employer"), (self.agencies, "劳务派遣公司", "employer"),
+                                  (self.schools, "职业培训学校", "training_provider"),
+                                  (self.bureaus, "社会保险经办机构", "social_insurance"),
+                                  (self.evaluators, "职业技能等级认定机构", "skill_evaluator"),
+                                  (self.honor_authorities, "人力资源和社会保障局", "honor_authority")):
+            for n, code in enumerate(codes, start=1):
+                if code in out:  # (a code drawn twice: one organisation with both roles)
+                    if role not in out[code][1]:
+                        out[code][1].append(role)
+                else:
+                    out[code] = (f"{name} {n}", [role])
+        return out
+
+
+def population_registry(seed: int = 7) -> dict[str, tuple[str, list[str]]]:
+    """The organisation registry ({code: (name, roles)}) that fits `generate_population`
+    of this seed: every source of its events has the role for them."""
+    return Orgs.make(random.Random(seed)).registry()
 
 
 def make_worker_ssn(rng: random.Random, birth_year_range=(1966, 2004)) -> str:
@@ -142,7 +174,7 @@ def worker_career(rng: random.Random, orgs: Orgs, ssn: str, months: int = 36, to
         else:
             emit("training.withdrawn", t_end, school, {"program_id": pid, "date": t_end.isoformat()})
     if rng.random() < 0.05:
-        emit("honor.awarded", today - dt.timedelta(days=60), rng.choice(orgs.evaluators),
+        emit("honor.awarded", today - dt.timedelta(days=60), rng.choice(orgs.honor_authorities),
              {"title": rng.choice(("city_craftsman", "provincial_craftsman", "model_worker", "competition_award")),
               "awarded_on": (today - dt.timedelta(days=60)).isoformat()})
     return events
@@ -176,7 +208,7 @@ def add_anomalies(rng: random.Random, events: list[dict], rate: float = 0.03) ->
 def generate_population(workers: int, seed: int = 7, months: int = 36, anomalies: bool = True, shuffle: bool = True) -> list:
     """Events of `workers` careers (dicts), anomalies (dicts and bad strings) mixed in."""
     rng = random.Random(seed)
-    orgs = Orgs.make(rng)
+    orgs = Orgs.make(rng)  # first: population_registry(seed) makes the same
     seen: set[str] = set()
     events: list = []
     for _ in range(workers):

@@ -29,11 +29,12 @@ from processors.identity import make_ssn
 from processors.intake import (
     Rejection, fast_json_line, fast_json_lines, instant_us, now_us, parse_json_line, validate_event,
 )
+from processors.organisations import Organisations, parse_organisations, registry_toml
 from schemas.events import CST, EVENT_TYPES
 from tests.conftest import (
-    AGENCY, DEFAULT_PAYLOADS, EMPLOYER_A, OCC, SSN_A, SSN_B, SSN_C, SSN_C_LEGACY, make_event,
+    AGENCY, BUREAU, DEFAULT_PAYLOADS, EMPLOYER_A, OCC, SOURCE, SSN_A, SSN_B, SSN_C, SSN_C_LEGACY, make_event,
 )
-from workerfile.population import generate_population
+from workerfile.population import generate_population, population_registry
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -50,11 +51,16 @@ TIMESTAMPS = [
     "2025-06-01T12:05:00.000001Z", "2030-01-01T00:00:00+08:00", "", "now", 1717200000, None,
     "2024-06-01x09:00:00+08:00", "2024-06-01_09:00:00", "2024-06-01T09:00:00+08", "2024-06-01T09:00:00+0800",
     "2024-06-01T09:00:00.1234567+08:00", "2024-06-01T0900xx+08:00",
+    # the years 1880-9998 (schemas.events.YEAR_PATTERN): the bounds, either side, in other offsets
+    "1880-01-01T00:00:00+08:00", "1880-01-01T00:00:00+14:00", "1879-12-31T23:59:59.999999-12:00",
+    "1879-12-31T23:59:59+08:00", "0001-01-01T00:00:00-08:00", "0000-01-01T00:00:00Z", "9998-12-31T23:59:59-23:59",
+    "9999-01-01T00:00:00+08:00", "1899-12-31T12:00:00+08:00", "1900-01-01 00:00:00",
 ]
 DATES = ["2024-02-29", "2023-02-29", "2024-13-01", "2024-1-5", "20240105", "2024-01-05T00:00:00",
-         "２０２４-01-05", "0000-01-01", "9999-12-31", " 2024-01-05", "2024-01-05\n", 20240105, None]
+         "２０２４-01-05", "0000-01-01", "9999-12-31", " 2024-01-05", "2024-01-05\n", 20240105, None,
+         "1880-01-01", "1879-12-31", "0001-01-01", "9998-12-31", "9999-01-01", "1899-02-29", "9996-02-29"]
 MONTHS = ["2024-01", "2024-12", "2024-00", "2024-13", "2024-1", "202401", "2024-01-01", "２０２４-01", "2024-01\n",
-          None, 202401]
+          None, 202401, "1880-01", "1879-12", "0001-01", "0000-12", "9998-12", "9999-01", "9999-12"]
 ORGS = [EMPLOYER_A, AGENCY, EMPLOYER_A.lower(), EMPLOYER_A[:-1] + ("0" if EMPLOYER_A[-1] != "0" else "1"),
         EMPLOYER_A[:17], EMPLOYER_A + "0", "91440300708461I36", " " + EMPLOYER_A, None, 91440300]
 OCCUPATIONS = [OCC, "6-18-01-01-02", "9-18-01-01", "6-18-01", "6-18-01-01-", "6-18-01-01\n", "６-18-01-01", None, 6]
@@ -171,6 +177,28 @@ def lines(request) -> list[bytes | str]:
     return population(request.param)
 
 
+def registry_of(seed: int) -> Organisations:
+    """A registry that lets some of `population(seed)`'s sources say what they say and not
+    others: the generated population's organisations but one employer and one bureau
+    (not in the registry), the test events' default source as an employer and training
+    provider only (so its insurance, certificate, honour... events, and its employment
+    events of another employer, are unauthorized_source), EMPLOYER_A and AGENCY as
+    employers, BUREAU as the social-insurance bureau."""
+    orgs = population_registry(seed)
+    employers = [c for c, (_, roles) in orgs.items() if roles == ["employer"]]
+    bureaus = [c for c, (_, roles) in orgs.items() if roles == ["social_insurance"]]
+    for code in (employers[0], bureaus[0]):
+        del orgs[code]
+    orgs.update({SOURCE: ("默认机构", ["employer", "training_provider"]), EMPLOYER_A: ("用人单位 A", ["employer"]),
+                 AGENCY: ("劳务派遣 A", ["employer"]), BUREAU: ("社保局", ["social_insurance"])})
+    return parse_organisations(registry_toml(orgs))
+
+
+@pytest.fixture(scope="module", params=[1, 2])
+def with_registry(request) -> tuple[list[bytes | str], Organisations]:
+    return population(request.param), registry_of(request.param)
+
+
 def test_the_fast_path_accepts_only_what_the_reference_accepts_with_the_same_record(lines):
     now = now_us(NOW)
     fast_count = 0
@@ -219,8 +247,8 @@ def test_folding_with_and_without_the_fast_path_gives_the_same_everything(lines,
     fast = fold_lines(lines, file="in.jsonl", now=NOW)
     assert fast_json_lines(lines, now_us(NOW)) == [fast_json_line(line, now_us(NOW)) for line in lines]
     with monkeypatch.context() as m:
-        m.setattr(processors.batch, "fast_json_line", lambda line, now: None)
-        m.setattr(processors.batch, "fast_json_lines", lambda lines, now: [None] * len(lines))
+        m.setattr(processors.batch, "fast_json_line", lambda line, now, organisations=None: None)
+        m.setattr(processors.batch, "fast_json_lines", lambda lines, now, organisations=None: [None] * len(lines))
         reference = fold_lines(lines, file="in.jsonl", now=NOW)
     assert fast.counts == reference.counts
     assert fast.rejects == reference.rejects
@@ -228,6 +256,48 @@ def test_folding_with_and_without_the_fast_path_gives_the_same_everything(lines,
     assert {r["reason"] for r in fast.rejects} >= {
         "malformed", "schema", "unknown_type", "invalid_ssn", "invalid_org_code", "invalid_occupation_code",
         "invalid_date", "future_date", "event_id_conflict"}
+
+
+def test_with_a_registry_both_paths_give_the_same_everything(with_registry, monkeypatch):
+    """The organisation registry (section 8) checked on the fast path and on the
+    reference path: same records, same rejects (unauthorized_source among them), same
+    files; and the stream's way (validate_event of the dict) agrees line by line."""
+    lines, registry = with_registry
+    now = now_us(NOW)
+    fast = fold_lines(lines, file="in.jsonl", now=NOW, organisations=registry)
+    assert fast_json_lines(lines, now, registry) == [fast_json_line(line, now, registry) for line in lines]
+    with monkeypatch.context() as m:
+        m.setattr(processors.batch, "fast_json_line", lambda line, now, organisations=None: None)
+        m.setattr(processors.batch, "fast_json_lines", lambda lines, now, organisations=None: [None] * len(lines))
+        reference = fold_lines(lines, file="in.jsonl", now=NOW, organisations=registry)
+    assert fast.counts == reference.counts
+    assert fast.rejects == reference.rejects
+    assert fast.files() == reference.files()
+    unauthorized = [r for r in fast.rejects if r["reason"] == "unauthorized_source"]
+    messages = " ".join(r["message"] for r in unauthorized)
+    assert len(unauthorized) > 50 and "not in the organisation registry" in messages
+    assert "lacks the role" in messages and "neither payload.employer nor payload.dispatch_agency" in messages
+    open_fold = fold_lines(lines, file="in.jsonl", now=NOW)
+    assert open_fold.counts.accepted > fast.counts.accepted  # without the registry they were accepted
+    taken = 0
+    for line in lines:
+        by_fast = fast_json_line(line, now, registry)
+        by_line = parse_json_line(line, NOW, registry)
+        if by_fast is not None:
+            taken += 1
+            assert not isinstance(by_line, Rejection) and make_record(*by_fast[1:]) == to_record(by_line)
+        elif not isinstance(by_line, Rejection) and by_line.ssn_legacy is None and "ssn_legacy" not in str(line):
+            assert orjson.loads(line)["ssn"] != by_line.ssn, line  # only an unnormalised number goes the slow way
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        by_dict = validate_event(data, NOW, registry)
+        if isinstance(by_line, Rejection):
+            assert by_dict == by_line
+        else:
+            assert to_record(by_dict) == to_record(by_line)
+    assert taken > len(lines) / 20  # the fast path is still taken (most lines here are bad or unauthorized)
 
 
 def test_take_line_one_line_at_a_time_is_fold_lines(lines):
