@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.fold import WorkerState
 from processors.identity import mask_ssn
+from processors.organisations import DEVELOPMENT_MODE, load_organisations
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
 from streams.handler import (
@@ -96,6 +97,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     """Build the faust app for these settings (a fresh app id replays every file)."""
     settings = settings or StreamSettings.from_env()
     audiences = load_audiences(settings)
+    organisations = load_organisations(settings.organisations)  # raises OrganisationsError if invalid
+    if organisations is None:
+        log.warning("%s; set WORKERFILE_ORGANISATIONS to the registry file", DEVELOPMENT_MODE)
+    else:
+        log.info("organisation registry %s: %d organisations", settings.organisations, len(organisations))
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
@@ -220,7 +226,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 commands.append(ev)
                 continue
             origin = Origin(msg.topic, msg.partition, msg.offset)
-            intake = intake_message(msg.key, msg.value, origin)
+            intake = intake_message(msg.key, msg.value, origin, organisations=organisations)
             for record in intake.records:
                 await send(record)
             if intake.event is not None:
@@ -287,7 +293,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             access_logs[key] = orjson.dumps(entries)
 
     if settings.web_port > 0:
-        register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views))
+        register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
+                     organisations=organisations)
     return app
 
 

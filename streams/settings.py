@@ -12,6 +12,7 @@
 | WORKERFILE_VIEWS | deploy/views.toml | the audience views (who sees what) |
 | WORKERFILE_PSEUDONYM_KEY_FILE | (none) | the secret key of the pseudonymised view; without it that view is not published |
 | WORKERFILE_API_TOKENS | (none) | the API's callers file (`workerfile token add`); without it the API answers 401 |
+| WORKERFILE_ORGANISATIONS | (none) | the organisation registry (`processors/organisations.py`); without it sources are not checked (development mode, said in the log at start) |
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class StreamSettings:
     views: str | None = None  # path of the views config (None: deploy/views.toml)
     pseudonym_key_file: str | None = None
     api_tokens: str | None = None
+    organisations: str | None = None  # path of the organisation registry (None: development mode)
 
     @classmethod
     def from_env(cls, **overrides) -> "StreamSettings":
@@ -49,6 +51,7 @@ class StreamSettings:
             views=env.get("WORKERFILE_VIEWS") or None,
             pseudonym_key_file=env.get("WORKERFILE_PSEUDONYM_KEY_FILE") or None,
             api_tokens=env.get("WORKERFILE_API_TOKENS") or None,
+            organisations=env.get("WORKERFILE_ORGANISATIONS") or None,
         )
         if overrides.get("kafka") is None:
             values["kafka"] = KafkaSecurity.from_env()

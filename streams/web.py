@@ -44,6 +44,7 @@ from faust.web import Request, Response, View
 from processors.derive import RETRACTED, derive_file, effective_events
 from processors.identity import IdentityError, mask_ssn, normalise_ssn
 from processors.intake import Rejection, validate_event
+from processors.organisations import Organisations
 from processors.views import view_of
 from schemas.events import TOPIC_OF_TYPE
 from streams import codec
@@ -84,9 +85,10 @@ def access_entry(ssn: str, caller: Caller, action: str, purpose: str | None) -> 
 
 
 def register_web(app: faust.App, states, access_logs, audiences: Audiences, callers: Callers,
-                 retraction_topic: str = "certification-events") -> None:
+                 retraction_topic: str = "certification-events", organisations: Organisations | None = None) -> None:
     """Add the API's pages to a faust app whose table of worker states is `states` and
-    whose table of access logs is `access_logs`."""
+    whose table of access logs is `access_logs`. `organisations`: the registry whose
+    roles the sources of POST /events must have (None: not checked, development mode)."""
 
     known_topics: set[str] = set()
     views = audiences.views
@@ -199,7 +201,7 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
                                           f"organisation code ({caller.org})")
             events, errors = [], []
             for index, item in enumerate(items):
-                checked = validate_event(item)
+                checked = validate_event(item, organisations=organisations)
                 if isinstance(checked, Rejection):
                     errors.append({"index": index, "reason": checked.reason, "field": checked.field,
                                    "message": checked.message})

@@ -137,6 +137,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run the stream processors (a faust worker) until stopped."""
     import faust
 
+    from processors.organisations import OrganisationsError
     from streams.app import create_app
     from streams.settings import StreamSettings
 
@@ -145,7 +146,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
                                        partitions=args.partitions, web_port=args.web_port, kafka=security)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except OrganisationsError as err:  # WORKERFILE_ORGANISATIONS names a file that is not a valid registry
+        print(f"workerfile worker: {err}", file=sys.stderr)
+        return 2
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.spinner = None  # its handler sets the root logger to DEBUG: every library log record is built for nothing
     worker.execute_from_commandline()
@@ -211,13 +216,13 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     handle = http_forwarder(args.forward) if args.forward else printer(args.what, args.json)
     try:
         count = subscribe(args.broker, args.what, handle, group=args.group, once=args.once, state=args.state,
-                          security=security)
+                          security=security, rejects=args.rejects)
     except KeyboardInterrupt:
         return 0
     except KafkaError as err:  # e.g. GroupAuthorizationFailedError: a group outside the party's prefix
         print(f"workerfile subscribe: {type(err).__name__}: {err}{_login_hint(security, err)}", file=sys.stderr)
         return 1
-    print(f"workerfile subscribe: {count} {args.what} handed on", file=sys.stderr)
+    print(f"workerfile subscribe: {count.summary()}", file=sys.stderr)
     return 0
 
 
@@ -556,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--json", action="store_true", help="print whole messages as JSON lines (full SSN)")
     subscribe.add_argument("--state", metavar="FILE", help="remember handed-on ids here (no repeats across restarts)")
     subscribe.add_argument("--once", action="store_true", help="stop when caught up")
+    subscribe.add_argument("--rejects", metavar="FILE", help="append records that cannot be handed on here "
+                           "(default workerfile-subscribe-<what>.rejects.jsonl)")
     subscribe.set_defaults(func=cmd_subscribe)
     demo = sub.add_parser("demo", help="run the whole pipeline locally on a generated population")
     demo.add_argument("--workers", type=int, default=200, help="size of the generated population")

@@ -4,6 +4,9 @@ Starts a local Apache Kafka (KRaft, jars fetched by Maven), creates the topics, 
 stream worker, publishes a generated population (careers across the four sources, with
 late, duplicated, corrected, retracted and bad events), shows progress, and ends with
 one worker's whole file and a summary. Every file is checked against the offline fold.
+The worker checks the sources against the population's organisation registry
+(`organisations.toml` in the data directory, contract section 8), and so does the
+offline fold it is compared with.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import orjson
 
 from processors.batch import fold_lines
 from processors.identity import mask_ssn
+from processors.organisations import parse_organisations, registry_toml
 from streams import codec
 from streams.local_kafka import LocalKafka
 from streams.producer import EventProducer, InvalidEvent
 from streams.reader import latest_files, read_topic
 from streams.runner import WorkerProcess
 from streams.topics import ensure_topics, load_topic_specs
-from workerfile.population import generate_population
+from workerfile.population import generate_population, population_registry
 
 PARTITIONS = 4
 
@@ -66,14 +70,19 @@ def run_demo(workers: int = 200, seed: int = 7, keep: bool = False, data_dir: st
         say("2/5 creating topics from deploy/topics.toml ...")
         for line in ensure_topics(kafka.bootstrap, load_topic_specs("local", partitions=PARTITIONS)):
             say(f"    {line}")
-        say("3/5 starting a stream worker ...")
+        registry_path = base / "organisations.toml"
+        registry_text = registry_toml(population_registry(seed))
+        registry_path.write_text(registry_text, encoding="utf-8")
+        organisations = parse_organisations(registry_text, str(registry_path))
+        say(f"3/5 starting a stream worker (sources checked against {len(organisations)} organisations "
+            f"of {registry_path.name}) ...")
         worker = WorkerProcess(kafka.bootstrap, "workerfile-demo", base / "worker", partitions=PARTITIONS,
-                               loglevel="warning").start()
+                               loglevel="warning", env={"WORKERFILE_ORGANISATIONS": str(registry_path)}).start()
         items = generate_population(workers, seed=seed)
         say(f"4/5 publishing {len(items)} events for {workers} workers ...")
         counts = publish_population(kafka.bootstrap, items)
         expected = {f["ssn"]: f for f in fold_lines([i.encode() if isinstance(i, str) else orjson.dumps(i)
-                                                     for i in items]).files()}
+                                                     for i in items], organisations=organisations).files()}
         say("5/5 waiting for every file (checked against the offline fold) ...")
         deadline = time.monotonic() + timeout
         while True:
