@@ -182,9 +182,10 @@ def _fast_field(hint, events) -> tuple[dict, str | None] | None:
     """The pydantic-core schema of a field on the fast path and what is left to check in
     Python after it ("org", "date", "instant" or None); None when it has no fast form."""
     substitutes = {
-        events.Month: (core_schema.str_schema(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$"), None),  # = events._month
-        events.Date: (core_schema.str_schema(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), "date"),  # + fromisoformat
-        events.Timestamp: (core_schema.str_schema(), "instant"),
+        # the years of every date, month and instant: events.YEAR_PATTERN (1880-9998, as events._in_range)
+        events.Month: (core_schema.str_schema(pattern=r"^" + events.YEAR_PATTERN + r"-(0[1-9]|1[0-2])$"), None),  # = events._month
+        events.Date: (core_schema.str_schema(pattern=r"^" + events.YEAR_PATTERN + r"-[0-9]{2}-[0-9]{2}$"), "date"),  # + fromisoformat
+        events.Timestamp: (core_schema.str_schema(pattern=r"^" + events.YEAR_PATTERN + r"-"), "instant"),
         events.OrgCode: (core_schema.str_schema(), "org"),
         events.OccupationCode: (core_schema.str_schema(pattern=r"^" + OCCUPATION_RE.pattern + r"$"), None),
     }

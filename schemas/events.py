@@ -27,6 +27,21 @@ CST = dt.timezone(dt.timedelta(hours=8), "CST")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, ASCII digits only
 _MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
 
+# Every date, month and instant of an event lies in the years 1880-9998 (as written, in its
+# own offset): earlier is before any birth date a number may carry, and the margin of a
+# year before 9999-12-31 keeps every conversion (to UTC, to China time) and every date the
+# file derives (apply_by = issued_on + 12 months) inside what Python's dates can hold.
+# Outside: `invalid_date`. The fast path of processors.intake checks the same years with
+# YEAR_PATTERN.
+EARLIEST_YEAR, LATEST_YEAR = 1880, 9998
+YEAR_PATTERN = r"(?:18[89][0-9]|19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"  # 1880-9998
+_RANGE = f"must lie in the years {EARLIEST_YEAR}-{LATEST_YEAR}"
+
+
+def _in_range(year: int) -> None:
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise PydanticCustomError("invalid_date", _RANGE)
+
 
 def _identity(check):
     def run(value: str) -> str:
@@ -40,15 +55,18 @@ def _identity(check):
 
 def _date(value: Any) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        _in_range(value.year)
         return value
     if not isinstance(value, str):
         raise PydanticCustomError("schema", "must be a date string YYYY-MM-DD")
     if not _DATE_RE.fullmatch(value):
         raise PydanticCustomError("invalid_date", "must be a date YYYY-MM-DD")
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise PydanticCustomError("invalid_date", "is not a calendar date") from None
+    _in_range(day.year)
+    return day
 
 
 def _month(value: Any) -> str:
@@ -57,11 +75,13 @@ def _month(value: Any) -> str:
     m = _MONTH_RE.fullmatch(value)
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise PydanticCustomError("invalid_date", "must be a month YYYY-MM")
+    _in_range(int(m.group(1)))
     return value
 
 
 def _timestamp(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
+        _in_range(value.year)
         return value if value.tzinfo else value.replace(tzinfo=CST)
     if not isinstance(value, str):
         raise PydanticCustomError("schema", "must be an RFC 3339 timestamp string")
@@ -75,6 +95,7 @@ def _timestamp(value: Any) -> dt.datetime:
     if offset is not None and (offset.seconds % 60 or offset.microseconds):
         # Python reads +08:00:30; RFC 3339 has hours and minutes only (and Avro keeps minutes)
         raise PydanticCustomError("invalid_date", "the UTC offset must be hours and minutes (RFC 3339)")
+    _in_range(parsed.year)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=CST)
 
 

@@ -71,10 +71,28 @@ def provenance(state) -> list[dict]:
         "event_id": eid,
         "type": rec.type,
         "source": rec.source,
-        "occurred_at": (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-                        + dt.timedelta(microseconds=rec.occurred)).astimezone(CST).isoformat(),
+        "occurred_at": instant_text(rec.occurred),
         "corrects": rec.corrects,
     } for eid, rec in shaped]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def instant_text(occurred_us: int) -> str:
+    """An instant (µs since the epoch) in China Standard Time, RFC 3339. Intake keeps
+    every instant in the years 1880-9998 (schemas.events), but a state folded before that
+    rule may hold one that Python's datetime cannot hold: it is then shown in UTC, or
+    clamped to the first or last representable instant, rather than failing the page."""
+    try:
+        return (_EPOCH + dt.timedelta(microseconds=occurred_us)).astimezone(CST).isoformat()
+    except (OverflowError, ValueError):
+        pass
+    try:
+        return (_EPOCH + dt.timedelta(microseconds=occurred_us)).isoformat()
+    except (OverflowError, ValueError):
+        extreme = dt.datetime.min if occurred_us < 0 else dt.datetime.max
+        return extreme.replace(tzinfo=dt.timezone.utc).isoformat()
 
 
 def access_entry(ssn: str, caller: Caller, action: str, purpose: str | None) -> dict:

@@ -43,8 +43,8 @@ SAMPLE = {"event_id": "e1", "type": "employment.ended", "ssn": SSN, "occurred_at
 DIGITS = "0123456789"
 texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=500)  # Cs: no UTF-8 form
 identifiers = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=128)
-dates = st.dates().map(dt.date.isoformat)
-months = st.builds("{:04d}-{:02d}".format, st.integers(1000, 9999), st.integers(1, 12))
+dates = st.dates(dt.date(1880, 1, 1), dt.date(9998, 12, 31)).map(dt.date.isoformat)  # the years of schemas.events
+months = st.builds("{:04d}-{:02d}".format, st.integers(1880, 9998), st.integers(1, 12))
 regions = st.text(DIGITS, min_size=6, max_size=6)
 orgs = st.text(ORG_ALPHABET, min_size=17, max_size=17).map(make_org_code)
 occupations = st.builds(lambda major, parts, job: f"{major}-" + "-".join(f"{p:02d}" for p in parts) + job,
