@@ -10,11 +10,15 @@ from pathlib import Path
 import orjson
 from pydantic.json_schema import models_json_schema
 
+from processors.intake import REASON_ORDER
 from schemas.events import EVENT_CLASSES
 from schemas.outputs import WorkerFile
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 REF = "#/components/schemas/{model}"
+# the reasons of a 422 of POST /events: those of validate_event (a body that is not JSON
+# is a 400; the fold's reasons, from a worker's state, come later, on rejected-events)
+INTAKE_REASONS = tuple(r for r in REASON_ORDER[:REASON_ORDER.index("unauthorized_source") + 1] if r != "malformed")
 
 
 def _error(description: str, reasons: list[str]) -> dict:
@@ -33,7 +37,10 @@ def build_openapi() -> dict:
         "message": {"type": "string"}}}
     schemas["FieldError"] = {"type": "object", "required": ["index", "reason", "message"], "properties": {
         "index": {"type": "integer", "description": "position of the event in the request"},
-        "reason": {"type": "string", "description": "the contract's reject reason"},
+        "reason": {"type": "string", "enum": list(INTAKE_REASONS),
+                   "description": "the contract's reject reason (the first of this order when there are several); "
+                                  "unauthorized_source: the source is not in the organisation registry or lacks "
+                                  "the role for the event's type (contract section 8)"},
         "field": {"type": ["string", "null"], "description": "path of the field, e.g. payload.hours"},
         "message": {"type": "string"}}}
     schemas["Provenance"] = {"type": "object", "required": ["ssn", "events"], "properties": {
