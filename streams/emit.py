@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal
 
 import orjson
 
-from processors.identity import mask_ssn
+from workerfile.logmask import mask_text
 from processors.intake import Rejection, validate_event
 from schemas.events import CST, EVENT_TYPES, Envelope, event_to_json_dict
 from streams.kafka_security import KafkaSecurity
@@ -366,8 +366,8 @@ class RowError:
     reason: str
     message: str
 
-    def __str__(self) -> str:
-        return f"line {self.line}, column {self.column}: {self.reason}: {self.message}"
+    def __str__(self) -> str:  # the column too: a header or a JSON field name may be a number
+        return scrub(f"line {self.line}, column {self.column}: {self.reason}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -398,12 +398,10 @@ class Conversion:
         return len(self.events) + len(self.duplicates)
 
 
-_SSN_LIKE = re.compile(r"(?<![0-9A-Za-z])([0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9A-Za-z])")
-
-
 def scrub(text: str) -> str:
-    """Mask anything that looks like a social-security number."""
-    return _SSN_LIKE.sub(lambda m: mask_ssn(m.group(1)), text)
+    """Mask anything that looks like a social-security number (as every log record is:
+    workerfile.logmask.mask_text)."""
+    return mask_text(text)
 
 
 _BLANK = " \t\r\n\u3000\ufeff"
@@ -558,7 +556,7 @@ class _Converter:
         return self.labels.get(column, column)
 
     def error(self, row: Row, column: str, reason: str, message: str) -> None:
-        self.result.errors.append(RowError(row.line, column, reason, scrub(message)))
+        self.result.errors.append(RowError(row.line, scrub(column), reason, scrub(message)))
 
     def take_csv(self, row: Row, columns: list[str | None]) -> None:
         cells = row.cells or ()
@@ -864,23 +862,26 @@ def run(path: str, *, broker: str, event_type: str | None, source: str | None, e
     Returns the exit status (0 ok, 1 invalid rows, 2 unreadable file, 3 not confirmed,
     4 refused: this login may not write a topic of the file, nothing sent)."""
     name = Path(path).name
+
+    def say(text: str) -> None:  # every message masked, the file's name too
+        print(scrub(text), file=err)
+
     if event_type is not None and event_type not in EVENT_TYPES:
-        print(f"workerfile emit: --type {event_type!r} is not an event type; one of: {', '.join(EVENT_TYPES)}",
-              file=err)
+        say(f"workerfile emit: --type {event_type!r} is not an event type; one of: {', '.join(EVENT_TYPES)}")
         return 2
     try:
         summary = emit_file(path, sender, broker=broker, event_type=event_type, source=source, encoding=encoding,
                             format=format, partial=partial, dry_run=dry_run, security=security)
     except EmitInputError as error:
-        print(f"workerfile emit: {name}: {scrub(str(error))}", file=err)
+        say(f"workerfile emit: {name}: {error}")
         return 2
     for row_error in summary.errors:
-        print(f"{name}: {row_error}", file=err)
+        say(f"{name}: {row_error}")
     for failure in summary.failures:
-        print(f"{name}: {failure}", file=err)
+        say(f"{name}: {failure}")
     if dry_run and (partial or not summary.invalid):
         for row_event in summary.events:
             out.write(orjson.dumps(event_to_json_dict(row_event.event)) + b"\n")
         out.flush()
-    print(f"workerfile emit: {name}: {summary.line()}", file=err)
+    say(f"workerfile emit: {name}: {summary.line()}")
     return summary.exit_code
