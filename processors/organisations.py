@@ -33,12 +33,10 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from processors.identity import IdentityError, validate_org_code
-
-if TYPE_CHECKING:
-    from processors.intake import Rejection
+from processors.intake import Rejection  # (intake needs this module only for its type hints)
 
 UNAUTHORIZED = "unauthorized_source"
 RETRACTED = "event.retracted"
@@ -126,11 +124,9 @@ class Organisations:
             return True
         return rule == "employer" and (payload.get("employer") == source or payload.get("dispatch_agency") == source)
 
-    def check(self, event) -> "Rejection | None":
+    def check(self, event) -> Rejection | None:
         """None when the event's source may say it; else the `unauthorized_source`
         rejection naming the organisation and the role it lacks."""
-        from processors.intake import Rejection
-
         kind, source, payload = event.type, event.source, event.payload
         rule = self._rule(source, kind)
         if rule is True:
