@@ -153,6 +153,12 @@ class RejectedEvent(Frozen):
     offset: int | None = None
     file: str | None = None
     line: int | None = None
+    # On Kafka, an input too large to publish whole (above streams.handler.INPUT_LIMIT bytes)
+    # keeps only a prefix of its bytes in `input`: then `input_truncated` is true and the
+    # whole value's size and SHA-256 (hex) identify it. Offline, the whole line is kept.
+    input_size: int | None = None  # bytes of the whole original value (set when truncated)
+    input_sha256: str | None = None  # hex SHA-256 of the whole original value (set when truncated)
+    input_truncated: bool = False
 
 
 class AccessLogEntry(Frozen):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 
 import orjson
@@ -57,21 +58,40 @@ class Intake:
     status: str = "event"  # event / rejected / rekeyed
 
 
+INPUT_LIMIT = 256 * 1024  # bytes of an original value kept whole on `rejected-events`
+
+
 def rejection_record(rejection: Rejection, key: bytes | None, value: bytes | None, origin: Origin,
                      event_id: str | None = None) -> Record:
-    """The `rejected-events` record of a bad message: original bytes, reason, message, origin."""
+    """The `rejected-events` record of a bad message: original bytes, reason, message, origin.
+    A value above INPUT_LIMIT bytes would make a record larger than the producer (or the
+    topic) takes: its first INPUT_LIMIT bytes are kept, with the whole value's size and
+    SHA-256 and `input_truncated`, so that the rejection is always published."""
     raw = value or b""
+    envelope = {
+        "reason": rejection.reason, "message": rejection.message, "field": rejection.field,
+        "event_id": event_id, "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
+        "file": None, "line": None,
+    }
+    if len(raw) > INPUT_LIMIT:
+        envelope.update(input_size=len(raw), input_sha256=hashlib.sha256(raw).hexdigest(), input_truncated=True)
+        raw = raw[:INPUT_LIMIT]
+        try:  # a cut through the last UTF-8 character: the prefix ends before it
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if err.end == len(raw) and err.start >= len(raw) - 3:
+                raw = raw[:err.start]
     try:
         text, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-    envelope = {
-        "reason": rejection.reason, "message": rejection.message, "field": rejection.field,
-        "event_id": event_id, "input": text, "input_encoding": encoding,
-        "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
-        "file": None, "line": None,
-    }
-    return Record(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
+    envelope.update(input=text, input_encoding=encoding)
+    try:
+        return Record(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
+    except codec.CodecError:  # e.g. a message or field that Avro cannot carry: the reason and origin stay
+        envelope.update(message=f"{rejection.reason} (the message could not be encoded)", field=None,
+                        event_id=None)
+        return Record(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
 
 
 def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: dt.datetime | None = None,
@@ -84,15 +104,25 @@ def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: 
             Rejection("malformed", "empty message (no value)"), key, value, origin)])
     try:
         data = codec.decode_event(value)
-    except codec.CodecError as err:
+    except Exception as err:  # CodecError, and anything a garbage body makes fastavro raise
+        detail = err if isinstance(err, codec.CodecError) else f"undecodable body ({type(err).__name__})"
         return Intake(status="rejected", records=[rejection_record(
-            Rejection("malformed", f"not an Avro event: {err}"), key, value, origin)])
-    event = validate_event(data, now, organisations)
+            Rejection("malformed", f"not an Avro event: {detail}"), key, value, origin)])
+    try:
+        event = validate_event(data, now, organisations)
+    except Exception as err:  # validation must answer, never raise: the event is rejected, never lost
+        event = Rejection("schema", f"the event could not be validated ({type(err).__name__})")
     if isinstance(event, Rejection):
         event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
         return Intake(status="rejected", records=[rejection_record(event, key, value, origin, event_id)])
     if key != event.ssn.encode():
-        return Intake(status="rekeyed", records=[Record(REKEYED_EVENTS, event.ssn.encode(), codec.encode_event(event))])
+        try:
+            rekeyed = codec.encode_event(event)
+        except Exception as err:  # a valid event Avro cannot carry: rejected, not lost
+            return Intake(status="rejected", records=[rejection_record(
+                Rejection("schema", f"the event cannot be re-encoded ({type(err).__name__})"), key, value, origin,
+                event.event_id)])
+        return Intake(status="rekeyed", records=[Record(REKEYED_EVENTS, event.ssn.encode(), rekeyed)])
     return Intake(event=event)
 
 

@@ -33,6 +33,15 @@ RELEASED_FINGERPRINTS = {
         "WorkerFile": "6e981f98e49e1f96",
         "WorkerFileChange": "71e50b51796d15fe",
     },
+    "2": {  # RejectedEvent: input_size, input_sha256, input_truncated (a bounded input on Kafka)
+        "AccessLogEntry": "1bd6b492ad3e88fd",
+        "Event": "7aa9d577f9c61fd0",
+        "OperatorCommand": "2319ed6b9e020bfa",
+        "RejectedEvent": "aa866c8b5d1ba751",
+        "ServiceEvent": "23880e0a5ed1bc07",
+        "WorkerFile": "6e981f98e49e1f96",
+        "WorkerFileChange": "71e50b51796d15fe",
+    },
 }
 
 
