@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import weakref
 from collections import OrderedDict, defaultdict
 
@@ -30,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.fold import WorkerState
 from processors.identity import mask_ssn
+from workerfile.logmask import mask_text
 from processors.organisations import DEVELOPMENT_MODE, load_organisations
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
@@ -46,6 +49,33 @@ log = logging.getLogger("workerfile.stream")
 BATCH_MAX = 2000
 BATCH_WITHIN = 0.3  # seconds
 STATE_CACHE_SIZE = 20_000  # decoded worker states kept in memory (the table stays the truth)
+BATCH_ATTEMPTS = 4  # a batch whose sends fail is processed again this many times in all...
+BATCH_BACKOFF = 0.5  # ...after 0.5, 1, 2 s; then the worker stops (exit status EXIT_BATCH_FAILED)
+EXIT_BATCH_FAILED = 70
+
+
+def stop_without_acking(status: int) -> None:
+    """End the process at once, without acking the batch being processed.
+
+    faust's `Stream.take_events` acks every event of a batch in the `finally` around its
+    `yield`, whatever the agent body did with it: when the body raises, the generator is
+    closed and acks the batch, faust's agent error handler commits (`on_task_error`), and
+    the supervisor restarts the agent on the next batch — the failed batch's events would
+    be neither folded nor rejected. Cancelling the agent runs the same `finally`. So a
+    batch that cannot be completed is never left to faust: the process exits here, inside
+    the agent body, before that `finally` can run (`os._exit` runs no finally blocks, no
+    atexit, commits nothing). The offsets stay at the last completed batch, whose outputs
+    and states were delivered and written (offsets commit only after the producer and the
+    table's changelog are flushed); a restarted worker processes the batch again, exactly as
+    after kill -9 (duplicates recognised, grants checked against worker-services)."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def in_partition_of(event: faust.EventT) -> None:
@@ -189,11 +219,38 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     @app.agent(sources)
     async def fold_events(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await process_or_stop(batch)
+
+    async def process_or_stop(batch) -> None:
+        """Process a batch completely, or end the process without acking it (see
+        stop_without_acking): a failed send is tried again with the whole batch (nothing of
+        it was written to the tables, states are read from the table again); when the batch
+        still fails, or the agent is cancelled in the middle of it, the worker stops."""
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 await process_batch(batch)
-            except BaseException:
+                return
+            except asyncio.CancelledError:
+                cache.clear()
+                if app.should_stop:  # a stop asked for (SIGTERM): the batch is done again by the next worker
+                    log.warning("stopping in the middle of a batch of %d messages: not acked, processed again "
+                                "at the next start", len(batch))
+                    stop_without_acking(0)
+                log.critical("the stream was cancelled in the middle of a batch of %d messages: stopping the "
+                             "worker without acking it (it is processed again at the next start)", len(batch))
+                stop_without_acking(EXIT_BATCH_FAILED)
+            except Exception as err:  # noqa: BLE001 - every failure of a batch is handled here
                 cache.clear()  # states folded in memory may be ahead of the table now
-                raise
+                reason = mask_text(f"{type(err).__name__}: {err}")
+                if attempt == BATCH_ATTEMPTS:
+                    log.critical("a batch of %d messages (%s) failed %d times, last: %s. Stopping the worker "
+                                 "without acking it: nothing of it is lost, it is processed again at the next "
+                                 "start once the cause is fixed", len(batch), batch_span(batch), attempt, reason)
+                    stop_without_acking(EXIT_BATCH_FAILED)
+                delay = BATCH_BACKOFF * 2 ** (attempt - 1)
+                log.error("a batch of %d messages (%s) failed (attempt %d of %d): %s; again in %.1f s", len(batch),
+                          batch_span(batch), attempt, BATCH_ATTEMPTS, reason, delay)
+                await asyncio.sleep(delay)
 
     async def send(record) -> None:
         pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
@@ -296,6 +353,15 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
                      organisations=organisations)
     return app
+
+
+def batch_span(batch) -> str:
+    """Where a batch's messages are: topic/partition first-last offsets."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for ev in batch:
+        span = spans.setdefault((ev.message.topic, ev.message.partition), [ev.message.offset, ev.message.offset])
+        span[0], span[1] = min(span[0], ev.message.offset), max(span[1], ev.message.offset)
+    return ", ".join(f"{t}/{p} {a}-{b}" for (t, p), (a, b) in sorted(spans.items()))
 
 
 def load_audiences(settings: StreamSettings) -> Audiences:
