@@ -132,9 +132,12 @@ class Callers:
             except AccessConfigError as err:
                 log.error("the callers file no longer reads; nobody is let in until it is fixed: %s", err)
                 self.by_hash = {}
-        if not authorization or not authorization.startswith("Bearer "):
+        # RFC 7235: the scheme is case-insensitive ("bearer" too); tokens are ASCII (token_urlsafe)
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not token.isascii():
             return None
-        return self.by_hash.get(hash_token(authorization[len("Bearer "):].strip()))
+        return self.by_hash.get(hash_token(token))
 
 
 def _caller(entry: dict, views: dict[str, View], where: str) -> Caller:

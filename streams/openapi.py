@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 from processors.intake import REASON_ORDER
 from schemas.events import EVENT_CLASSES
 from schemas.outputs import WorkerFile
+from streams.web import MAX_BODY
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 REF = "#/components/schemas/{model}"
@@ -74,7 +75,10 @@ def build_openapi() -> dict:
                  "description": "One electronic file per industrial worker. Served by every stream worker "
                                 "(`workerfile worker --web-port PORT`); any worker answers any SSN. Every call "
                                 "but this document needs a caller's bearer token (`workerfile token add`); "
-                                "each caller sees its audience's view (deploy/views.toml)."},
+                                "each caller sees its audience's view (deploy/views.toml). Every error, on every path "
+                                "(also an unknown path or a trailing slash: 404 not_found; a method a path does not have: "
+                                "405 method_not_allowed), is an Error object; no error shows a whole social-security "
+                                "number."},
         "security": [{"bearer": []}],
         "paths": {
             "/events": {"post": {
@@ -87,6 +91,8 @@ def build_openapi() -> dict:
                         "type": "object", "properties": {"accepted": {"type": "array", "items": {"type": "string"}}}}}}},
                     "400": _error("the body is not JSON, or not 1-1000 events", ["malformed", "schema"]),
                     **denied,
+                    "413": _error(f"the body is over {MAX_BODY} bytes ({MAX_BODY // 1048576} MiB); nothing was sent",
+                                  ["too_large"]),
                     "422": {"description": "invalid events; nothing was sent", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"error": {"const": "invalid_events"},
                                                          "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
@@ -131,7 +137,9 @@ def build_openapi() -> dict:
                                       "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {
-            "type": "http", "scheme": "bearer", "description": "a caller's token from `workerfile token add`"}}},
+            "type": "http", "scheme": "bearer",
+            "description": "a caller's token from `workerfile token add`: `Authorization: Bearer <token>` (the scheme "
+                           "in any case, RFC 7235)"}}},
     }
 
 

@@ -24,8 +24,13 @@ organisation) → 403, and nothing is written. Every read of a file is recorded 
 header, percent-encoded UTF-8) before it is
 answered: if it cannot be recorded, it is not answered (503).
 
-Malformed SSN → 400 with the reason; unknown SSN → 404. Errors are JSON:
-`{"error": reason, "message": ..., ...}` and never contain a full SSN.
+Malformed SSN → 400 with the reason; unknown SSN → 404. Every error is JSON,
+`{"error": reason, "message": ..., ...}`, also aiohttp's own (an unknown path or a
+trailing slash → 404 `not_found`, a wrong method → 405 `method_not_allowed`, a body over
+MAX_BODY → 413 `too_large`, anything unforeseen → 500 `internal`): the middleware
+`json_errors` makes them so and masks in every error body anything shaped like a
+social-security number (workerfile.logmask.mask_text), whatever the input echoed (an
+SSN as a field name or as a type is named back in a 422).
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
+import logging
+
 import faust
 import orjson
+from aiohttp import web as aioweb
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
@@ -51,10 +59,12 @@ from streams import codec
 from streams.access import Caller, Callers
 from streams.handler import Audiences, load_state
 from streams.topics import WORKER_ACCESS_LOG
+from workerfile.logmask import mask_text
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 INGEST_TIMEOUT = float(os.environ.get("WORKERFILE_INGEST_TIMEOUT", "30"))  # seconds to wait for the broker
 MAX_BATCH = 1000
+MAX_BODY = 16 * 1024 * 1024  # bytes of a POST /events body: 1000 events of up to 16 KiB each (a typical one is < 1 KiB)
 MAX_PURPOSE = 200  # characters of the X-Purpose header kept in the access log
 CST = dt.timezone(dt.timedelta(hours=8))
 
@@ -99,7 +109,104 @@ def access_entry(ssn: str, caller: Caller, action: str, purpose: str | None) -> 
     """One line of a worker's access log."""
     return {"ssn": ssn, "at": dt.datetime.now(CST).isoformat(timespec="milliseconds"), "caller": caller.name,
             "audience": caller.audience, "org": caller.org, "action": action,
-            "purpose": (purpose or "").strip()[:MAX_PURPOSE] or None, "detail": None}
+            "purpose": _utf8(purpose or "").strip()[:MAX_PURPOSE] or None, "detail": None}
+
+
+def _utf8(text: str) -> str:
+    """`text` without what has no UTF-8 form (lone surrogates: aiohttp reads header bytes
+    that are not UTF-8 as such), which the Avro encoder would refuse."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+log = logging.getLogger("workerfile.web")
+_REASON_OF_STATUS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                     405: "method_not_allowed", 413: "too_large", 500: "internal", 503: "unavailable"}
+
+
+class TooLarge(Exception):
+    """A request body over MAX_BODY (413)."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request's body, at most `limit` bytes, else TooLarge (read in chunks, never
+    more than the limit kept in memory)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int = MAX_BODY) -> aioweb.Response:
+    return error_response(413, "too_large", f"the body is over {limit} bytes ({limit // 1048576} MiB): "
+                                            f"send at most {MAX_BATCH} events, or fewer at a time")
+
+
+def mask_value(value):
+    """A JSON value with every string (keys too) masked as the logs are."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {mask_text(k) if isinstance(k, str) else k: mask_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_value(v) for v in value]
+    return value
+
+
+def error_response(status: int, reason: str, message: str, headers=None, **extra) -> aioweb.Response:
+    body = mask_value({"error": reason, "message": message, **extra})
+    return aioweb.Response(body=orjson.dumps(body), status=status, content_type="application/json",
+                           charset="utf-8", headers=headers)
+
+
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def as_json_error(response) -> aioweb.StreamResponse:
+    """An error response (status >= 400) as JSON with a reason, every SSN-shaped number
+    masked; other responses as they are."""
+    if response.status < 400 or not isinstance(response, aioweb.Response):
+        return response
+    raw = response.body if isinstance(response.body, (bytes, bytearray)) else b""
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+    headers = {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return aioweb.Response(body=orjson.dumps(mask_value(body)), status=response.status, headers=headers,
+                               content_type="application/json", charset="utf-8")
+    text = raw.decode("utf-8", "replace").strip() or response.reason or ""
+    return error_response(response.status, _REASON_OF_STATUS.get(response.status, f"http_{response.status}"),
+                          text, headers=headers)
+
+
+@aioweb.middleware
+async def json_errors(request, handler):
+    """Every error of the API as JSON with a reason and no whole number: the views' own,
+    aiohttp's (no such path, wrong method, body too large) and anything unforeseen."""
+    try:
+        response = await handler(request)
+    except aioweb.HTTPException as exc:
+        if exc.status < 400:  # a redirect, say: as aiohttp answers it
+            raise
+        if exc.status == 413:
+            return too_large()
+        message = {404: f"no such page: {request.method} {request.path} (see /openapi.json)",
+                   405: f"{request.method} is not a method of {request.path}"}.get(exc.status, exc.text or exc.reason)
+        headers = {k: exc.headers[k] for k in _KEPT_HEADERS if k in exc.headers}
+        response = error_response(exc.status, _REASON_OF_STATUS.get(exc.status, f"http_{exc.status}"), message,
+                                  headers=headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - a bug: logged (masked), answered as JSON
+        log.exception("%s %s failed", request.method, mask_text(request.path))
+        response = error_response(500, "internal", f"the request failed: {type(err).__name__}")
+    return as_json_error(response)
 
 
 def register_web(app: faust.App, states, access_logs, audiences: Audiences, callers: Callers,
@@ -110,6 +217,7 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
 
     known_topics: set[str] = set()
     views = audiences.views
+    app.web.web_app.middlewares.append(json_errors)  # faust's aiohttp Application, before it starts
 
     def authenticate(view: View, request: Request) -> Caller | Response:
         caller = callers.authenticate(request.headers.get("Authorization"))
@@ -205,7 +313,9 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
             if "ingest" not in views[caller.audience].may or not caller.org:
                 return self.error(403, "forbidden", message=f"audience {caller.audience} may not send events")
             try:
-                body = orjson.loads(await request.read())
+                body = orjson.loads(await read_body(request))
+            except TooLarge:
+                return too_large()
             except orjson.JSONDecodeError as err:
                 return self.error(400, "malformed", message=f"the body is not JSON: {err}")
             items = body if isinstance(body, list) else [body]

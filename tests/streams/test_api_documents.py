@@ -20,7 +20,7 @@ def test_openapi_documents_every_route_and_its_error_answers():
     doc = json.loads(openapi.OPENAPI_PATH.read_text())
     assert set(doc["paths"]) == {"/events", "/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log",
                                  "/openapi.json"}
-    assert set(doc["paths"]["/events"]["post"]["responses"]) == {"202", "400", "401", "403", "422", "503"}
+    assert set(doc["paths"]["/events"]["post"]["responses"]) == {"202", "400", "401", "403", "413", "422", "503"}
     for path in ("/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log"):
         assert set(doc["paths"][path]["get"]["responses"]) == {"200", "400", "401", "403", "404", "503"}
     assert doc["security"] == [{"bearer": []}] and doc["paths"]["/openapi.json"]["get"]["security"] == []
