@@ -175,7 +175,8 @@ class Sink:
             self.stats.result.add(result)
             self.stats.offsets.update(offsets)
         if error is not None:
-            raise error
+            raise SinkError(f"{error} (before it: {self.stats.summary(self.topic)}; nothing at or after it "
+                            f"in that partition applied or committed)")
 
 
 def run_sink(store: FileStore, bootstrap: str, group: str = DEFAULT_GROUP, once: bool = False,
