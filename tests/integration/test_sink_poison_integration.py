@@ -147,3 +147,31 @@ def test_a_database_error_mid_run_commits_nothing_past_it_and_a_rerun_is_exact(k
         assert done.returncode == 0, done.stderr[-3000:]
         assert_table_is(kind, db, expected_table(records))
         assert stored_offsets(kind, db) == end_offsets(records)
+
+
+def test_stats_serve_follow_stops_with_exit_2_on_poison(kafka, tmp_path):
+    from streams.local_kafka import free_ports
+
+    versions = file_versions(4, seed=6)
+    publish(kafka.bootstrap, [(v["ssn"], v) for v in versions])
+    (meta,) = send_raw(kafka.bootstrap, [(versions[-1]["ssn"], codec.MARKER + b"\x03" * 8 + b"\x00")])
+    records = topic_records(kafka.bootstrap)
+    db = str(tmp_path / "stats.sqlite3")
+    command = [*sink_command("sqlite", db, kafka.bootstrap)[:3], "stats", "serve", "--follow", "--broker",
+               kafka.bootstrap, "--db", db, "--port", str(free_ports(1)[0])]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=sink_env(),
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert proc.wait(240) == 2  # it stops by itself, loudly
+        err = proc.stderr.read().decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert f"{TOPIC} partition {meta.partition} offset {meta.offset}" in err and "unknown writer schema" in err, err
+    good = [r for r in records if (r.partition, r.offset) != (meta.partition, meta.offset)]
+    with open_stats_store("sqlite", db) as store:
+        stored = store.offsets()
+        assert stored[meta.partition] == meta.offset
+        assert store.totals() == st.recount(f for _, f in expected_table(good, stored).values())
