@@ -19,7 +19,7 @@ from typing import Collection
 
 import orjson
 
-from processors.fold import Record, WorkerState
+from processors.fold import Record, SchemeSummary, WorkerState
 from processors.identity import normalise_ssn
 from schemas.events import SKILL_LADDER
 from schemas.outputs import FILE_SECTIONS
@@ -141,21 +141,20 @@ def _correction_path(eid: str, records: dict[str, Record]) -> tuple[list[str], s
 
 # --- the file ------------------------------------------------------------------------------
 
-def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict:
-    """The worker's file as a JSON-ready dict (see schemas.outputs.WorkerFile)."""
-    effective, applied_retractions = _effective_by_type(state.records)
-    # Each type's winners (event_id, record), oldest first; insurance events in no order and
-    # not copied (_insurance does not depend on the order, and they are most of the events).
+def _core_parts(state: WorkerState) -> dict:
+    """The sections that come from the core records (see processors.fold), resolved over
+    the whole core: kept on the state until its core changes (treat as read-only)."""
+    parts = state.derived
+    if parts is not None:
+        return parts
+    effective, applied_retractions = _effective_by_type(state.core)
     by_type: dict[str, Collection[tuple[str, Record]]] = {
         kind: group.items() if kind in INSURANCE_TYPES else sorted(group.items(), key=_order)
         for kind, group in effective.items()}
     issues: list[dict] = []
-
     employments = _employments(by_type, issues)
     trainings = _trainings(by_type)
     certificates = _certificates(by_type, issues)
-    insurance, contribution_months = _insurance(by_type)
-    ssn = normalise_ssn(state.ssn)
     ladder = [LEVEL_RANK[c["level"]] for c in certificates
               if c["kind"] in LADDER_KINDS and c["revoked_on"] is None and c["level"] is not None]
     cards = by_type.get("card.issued", [])
@@ -167,11 +166,7 @@ def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict
         ({"title": r.data["title"], "awarded_on": r.data["awarded_on"], "awarded_by": r.source}
          for _, r in by_type.get("honor.awarded", [])),
         key=lambda h: (h["awarded_on"], h["title"], h["awarded_by"]))
-    return {
-        "ssn": ssn.number,
-        "aliases": sorted(state.aliases),
-        "birth_date": ssn.birth_date.isoformat(),
-        "sex": ssn.sex,
+    parts = state.derived = {
         "card": card,
         "employments": employments,
         "current_employers": sorted({e["employer"] for e in employments if e["end_date"] is None}),
@@ -179,12 +174,44 @@ def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict
         "training_hours": sum(t["hours"] for t in trainings if t["status"] == "completed"),
         "certificates": certificates,
         "highest_skill_level": SKILL_LADDER[max(ladder)] if ladder else None,
-        "insurance": insurance,
         "honors": honors,
-        "services": {"skill_upgrade_subsidy": subsidy_grants(certificates, contribution_months.get(rules.scheme, []), rules)},
         "issues": sorted(issues, key=lambda i: (i["code"], i["event_id"])),
-        "applied_events": sum(map(len, effective.values())) + applied_retractions,
+        "insurance": _scheme_summaries(by_type),
+        "applied": sum(map(len, effective.values())) + applied_retractions,
     }
+    return parts
+
+
+def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict:
+    """The worker's file as a JSON-ready dict (see schemas.outputs.WorkerFile). Its cost
+    is bounded by the core records (cached) and the number of schemes and years, not by
+    the plain insurance events."""
+    core = _core_parts(state)
+    insurance, months_up_to = _insurance_section(state.schemes, core["insurance"])
+    ssn = normalise_ssn(state.ssn)
+    return {
+        "ssn": ssn.number,
+        "aliases": sorted(state.aliases),
+        "birth_date": ssn.birth_date.isoformat(),
+        "sex": ssn.sex,
+        "card": core["card"],
+        "employments": core["employments"],
+        "current_employers": core["current_employers"],
+        "trainings": core["trainings"],
+        "training_hours": core["training_hours"],
+        "certificates": core["certificates"],
+        "highest_skill_level": core["highest_skill_level"],
+        "insurance": insurance,
+        "honors": core["honors"],
+        "services": {"skill_upgrade_subsidy": subsidy_grants(
+            core["certificates"], months_up_to.get(rules.scheme, _no_months), rules)},
+        "issues": core["issues"],
+        "applied_events": state.plain_count + core["applied"],
+    }
+
+
+def _no_months(month: str) -> int:
+    return 0
 
 
 def _employments(by_type: dict, issues: list[dict]) -> list[dict]:
@@ -263,44 +290,68 @@ def _certificates(by_type: dict, issues: list[dict]) -> list[dict]:
     return [issued[no] for no in sorted(issued)]
 
 
-def _insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
-    # Per scheme, the latest event (by month, occurred_at, event_id) sets the status, and
-    # the latest that has a region the region; the events come in any order.
-    latest: dict[str, tuple] = {}  # scheme -> ((month, occurred, event_id), status)
-    latest_region: dict[str, tuple] = {}  # scheme -> ((month, occurred, event_id), region)
-    floor: dict[str, str] = {}  # scheme -> the month of latest_region: an event of an earlier month changes nothing
-    months: defaultdict[str, set[str]] = defaultdict(set)
+def _scheme_summaries(by_type: dict) -> dict[str, SchemeSummary]:
+    """Per scheme, what the given insurance events give (as processors.fold keeps for
+    the plain ones): latest status and region events, and the months with a contribution."""
+    out: dict[str, SchemeSummary] = {}
     for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
         status = "suspended" if kind == "insurance.suspended" else "active"
-        contribution = kind == "insurance.contribution"
         for eid, rec in by_type.get(kind, ()):
             scheme, month, region = rec.data
-            if contribution:
-                months[scheme].add(month)
-            below = floor.get(scheme)
-            if below is not None and month < below:
-                continue  # older than both latest events (latest_region's is never after latest's)
+            s = out.get(scheme)
+            if s is None:
+                s = out[scheme] = SchemeSummary()
+            year = int(month[:4])
+            mask = s.months.get(year, 0)
+            if kind == "insurance.contribution":
+                mask |= 1 << (int(month[5:7]) - 1)
+            s.months[year] = mask
             key = (month, rec.occurred, eid)
-            best = latest.get(scheme)
-            if best is None or key > best[0]:
-                latest[scheme] = (key, status)
-            if region is not None:
-                best_region = latest_region.get(scheme)
-                if best_region is None or key > best_region[0]:
-                    latest_region[scheme] = (key, region)
-                    floor[scheme] = month
+            if s.latest is None or key > s.latest[:3]:
+                s.latest = (*key, status)
+            if region is not None and (s.region is None or key > s.region[:3]):
+                s.region = (*key, region)
+    for s in out.values():
+        s.recount()
+    return out
+
+
+def _insurance_section(plain: dict[str, SchemeSummary], core: dict[str, SchemeSummary]):
+    """The insurance section from the plain and the core summaries, and per scheme a
+    function counting the months with a contribution up to a month."""
     result = []
-    sorted_months = {scheme: sorted(ms) for scheme, ms in months.items()}
-    for scheme in sorted(latest):
-        ms = sorted_months.get(scheme, [])
+    counters = {}
+    for scheme in sorted(set(plain) | set(core)):
+        p, c = plain.get(scheme), core.get(scheme)
+        parts = [s for s in (p, c) if s is not None]
+        latest = max((s.latest for s in parts if s.latest is not None), key=lambda t: t[:3])
+        regions = [s.region for s in parts if s.region is not None]
+        if p is not None and c is not None:
+            months = SchemeSummary(months=dict(p.months))
+            for year, mask in c.months.items():
+                months.months[year] = months.months.get(year, 0) | mask
+            months.recount()
+        else:
+            months = parts[0]
         result.append({
             "scheme": scheme,
-            "status": latest[scheme][1],
-            "region": latest_region[scheme][1] if scheme in latest_region else None,
-            "months_contributed": len(ms),
-            "last_contribution_month": ms[-1] if ms else None,
+            "status": latest[3],
+            "region": max(regions, key=lambda t: t[:3])[3] if regions else None,
+            "months_contributed": months.contributed,
+            "last_contribution_month": months.last,
         })
-    return result, sorted_months
+        counters[scheme] = months.months_up_to
+    return result, counters
+
+
+def _insurance(by_type: dict) -> tuple[list[dict], dict[str, list[str]]]:
+    """The insurance section of these events alone, and per scheme its sorted months
+    with a contribution (the definition that the summaries follow)."""
+    summaries = _scheme_summaries(by_type)
+    section, _ = _insurance_section({}, summaries)
+    months = {scheme: [f"{y:04d}-{m + 1:02d}" for y in sorted(s.months) for m in range(12) if s.months[y] >> m & 1]
+              for scheme, s in summaries.items()}
+    return section, {k: v for k, v in months.items() if v}
 
 
 def add_months(day: str, months: int) -> str:
@@ -315,12 +366,16 @@ def add_months(day: str, months: int) -> str:
 def subsidy_grants(certificates: list[dict], contribution_months: list[str], rules: SubsidyRules = DEFAULT_RULES) -> list[dict]:
     """Skill-upgrade subsidy grants (contract section 3): one per (occupation_code, level),
     the earliest issued eligible certificate winning (tie: smaller certificate_no).
-    `contribution_months` is the sorted list of months with a contribution to `rules.scheme`."""
+    `contribution_months` counts the months with a contribution to `rules.scheme` up to
+    and including a month (or is their sorted list)."""
+    if isinstance(contribution_months, list):
+        sorted_months = contribution_months
+        contribution_months = lambda month: bisect.bisect_right(sorted_months, month)  # noqa: E731
     best: dict[tuple[str, str], dict] = {}
     for cert in certificates:
         if cert["revoked_on"] is not None or cert["kind"] not in rules.kinds or cert["level"] not in rules.levels:
             continue
-        months_until = bisect.bisect_right(contribution_months, cert["issued_on"][:7])
+        months_until = contribution_months(cert["issued_on"][:7])
         if months_until < rules.min_months:
             continue
         key = (cert["occupation_code"], cert["level"])

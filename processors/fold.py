@@ -5,15 +5,37 @@ Pure Python, no I/O. The same function runs in `workerfile fold` (offline) and i
 faust agents. The file itself is derived from the state by `processors.derive`.
 
 Design: the state is the *set of distinct accepted events*, each reduced to a compact
-record that holds only what the file and the correction/retraction rules need:
-- insurance events keep (scheme, month, region, status) and nothing of the amounts;
-- other events keep their payload (they are few per worker: trainings, jobs, certificates);
-- every event keeps a 64-bit fingerprint of its content, to tell a re-delivery
-  (duplicate) from a re-used event_id with other content (`event_id_conflict`).
-Corrections, retractions and held `employment.ended` are resolved when the file is
-derived, over the whole set. So the file is a pure function of the set of accepted
-events, whatever the arrival order or number of re-deliveries, and two states of the
-same worker merge by set union (`merge_states`).
+record (insurance events keep (scheme, month, region); other events their payload; every
+event a 64-bit fingerprint of its content, to tell a re-delivery from a re-used event_id).
+The set is kept in two parts, so that the cost of one event is bounded by what it
+touches, not by the worker's history:
+
+- **plain** records: insurance events that correct nothing and that no retraction or
+  correction refers to (almost every event of a long career). They sit in buckets per
+  (scheme, year of month); per scheme a summary is kept incrementally: the months with
+  a contribution (a 12-bit mask per year), the latest status event and the latest event
+  carrying a region, by (month, occurred_at, event_id). A plain record is always in the
+  file, alone in its correction slot, so it needs no resolution.
+- **core** records: every other event (jobs, trainings, certificates, cards, honours,
+  retractions, corrections, and any insurance event that is referred to). They are few;
+  corrections, retractions and held `employment.ended` are resolved over them when the
+  file is derived, exactly as over the whole set (a plain record takes no part in any of
+  these rules, which is what makes the split exact).
+
+Invariants:
+1. every accepted event_id is in exactly one of `core` and the plain buckets;
+2. a record is plain iff it is an insurance event, has no `corrects`, and its id is not
+   in `refs` (the ids that core records correct or retract); so the placement depends
+   only on the set, not on the order of arrival (a plain record that becomes referred to
+   moves to the core);
+3. each scheme's summary is exactly what the plain records of that scheme give.
+
+In the stream the state lives in a table under several keys (`state_writes`, `load_state`
+in `streams.handler` via `table_writes`/`from_table`): a head per worker (summaries and
+bookkeeping, about 1-2 KiB for a 40-year career), the core in buckets per (family,
+year), the plain buckets, and one small key per plain event_id (where its record is) for
+duplicate and conflict lookups. Folding one month-end contribution reads and writes the
+head, one bucket and one id key. Offline (`get` is None) everything stays in memory.
 """
 
 from __future__ import annotations
@@ -22,7 +44,7 @@ import datetime as dt
 import hashlib
 import sys
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import orjson
 
@@ -55,22 +77,211 @@ class Record(NamedTuple):
     data: tuple | dict  # insurance: (scheme, month, region|None); others: the payload
 
 
+INSURANCE_TYPES = frozenset(_INSURANCE_STATUS)
+RETRACTED = "event.retracted"
+_CONTRIBUTION = "insurance.contribution"
+
+
+@dataclass(slots=True)
+class SchemeSummary:
+    """What the plain records of one scheme give (invariant 3): `months` {year: 12-bit
+    mask of months with a contribution} for every year that has a bucket (0: a bucket
+    without contributions); `latest` (month, occurred, event_id, status) and `region`
+    (month, occurred, event_id, region) of the latest event, and of the latest carrying a
+    region; `contributed` the number of months with a contribution, `last` the latest."""
+
+    months: dict[int, int] = field(default_factory=dict)
+    latest: tuple | None = None
+    region: tuple | None = None
+    contributed: int = 0
+    last: str | None = None
+
+    def recount(self) -> None:
+        self.contributed = sum(m.bit_count() for m in self.months.values())
+        years = [y for y, m in self.months.items() if m]
+        if years:
+            y = max(years)
+            self.last = f"{y:04d}-{self.months[y].bit_length():02d}"
+        else:
+            self.last = None
+
+    def months_up_to(self, month: str) -> int:
+        """Months with a contribution up to and including `month` (YYYY-MM)."""
+        year, m = int(month[:4]), int(month[5:7])
+        below = sum(mask.bit_count() for y, mask in self.months.items() if y < year)
+        return below + (self.months.get(year, 0) & ((1 << m) - 1)).bit_count()
+
+    def has_month(self, month: str) -> bool:
+        return bool(self.months.get(int(month[:4]), 0) >> (int(month[5:7]) - 1) & 1)
+
+
 @dataclass(slots=True)
 class WorkerState:
-    """One worker's state: the compact records of its accepted events, by event_id.
+    """One worker's state: the compact records of its accepted events (see the module's
+    design), and the stream's processing metadata.
 
     `announced_grants`, `version` and `section_digests` are processing metadata of the
     stream (which service events were already published, how many times the file
     changed, a digest of each section of the last published file); they are not part
-    of the file.
+    of the file. `get` reads the state table (None: everything is in memory).
     """
 
     ssn: str
     aliases: set[str] = field(default_factory=set)
-    records: dict[str, Record] = field(default_factory=dict)
     announced_grants: set[str] = field(default_factory=set)
     version: int = 0
     section_digests: dict[str, str] = field(default_factory=dict)
+    core: dict[str, Record] = field(default_factory=dict)
+    refs: set[str] = field(default_factory=set)
+    schemes: dict[str, SchemeSummary] = field(default_factory=dict)
+    plain_count: int = 0
+    buckets: dict[tuple[str, int], dict[str, Record]] = field(default_factory=dict)  # loaded plain buckets
+    plain_ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # known plain ids -> bucket
+    get: Callable[[bytes], bytes | None] | None = None
+    # what changed since the last `table_writes`
+    dirty_core: set[tuple[str, int]] = field(default_factory=set)
+    dirty_buckets: set[tuple[str, int]] = field(default_factory=set)
+    new_ids: dict[str, tuple[str, int]] = field(default_factory=dict)
+    dropped_ids: set[str] = field(default_factory=set)
+    replaced_keys: set[bytes] = field(default_factory=set)  # keys of a state this one replaces
+    derived: object = None  # processors.derive's cache of the core's sections (not persisted)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def lookup(self, event_id: str) -> Record | None:
+        """The record of an accepted event_id, or None (a point lookup)."""
+        record = self.core.get(event_id)
+        if record is not None:
+            return record
+        where = self.plain_ids.get(event_id)
+        if where is None and self.get is not None:
+            blob = self.get(_id_key(self.ssn, event_id))
+            if blob:
+                scheme, year = blob.decode().split("|")
+                where = self.plain_ids[event_id] = (sys.intern(scheme), int(year))
+        if where is None:
+            return None
+        return self._bucket(where).get(event_id)
+
+    @property
+    def records(self) -> dict[str, Record]:
+        """Every record by event_id (reads every bucket: for rare paths, not per event)."""
+        out = dict(self.core)
+        for scheme, summary in self.schemes.items():
+            for year in summary.months:
+                out.update(self._bucket((scheme, year)))
+        return out
+
+    def _bucket(self, where: tuple[str, int]) -> dict[str, Record]:
+        bucket = self.buckets.get(where)
+        if bucket is None:
+            bucket = {}
+            if self.get is not None:
+                blob = self.get(_bucket_key(self.ssn, where))
+                if blob:
+                    bucket = _plain_bucket_from_bytes(blob, where[0])
+            self.buckets[where] = bucket
+        return bucket
+
+    # --- adding ----------------------------------------------------------------------------
+
+    def add(self, event_id: str, record: Record) -> None:
+        """Take a new record in (its id is not in the state), where invariant 2 puts it."""
+        if record.type in INSURANCE_TYPES and record.corrects is None and event_id not in self.refs:
+            self._add_plain(event_id, record)
+        else:
+            self._add_core(event_id, record)
+
+    def _add_plain(self, event_id: str, record: Record) -> None:
+        scheme, month, region = record.data
+        where = (scheme, int(month[:4]))
+        self._bucket(where)[event_id] = record
+        self.dirty_buckets.add(where)
+        self.plain_ids[event_id] = where
+        self.new_ids[event_id] = where
+        self.dropped_ids.discard(event_id)
+        self.plain_count += 1
+        summary = self.schemes.get(scheme)
+        if summary is None:
+            summary = self.schemes[scheme] = SchemeSummary()
+        mask = summary.months.get(where[1], 0)
+        if record.type is _CONTRIBUTION or record.type == _CONTRIBUTION:
+            bit = 1 << (int(month[5:7]) - 1)
+            if not mask & bit:
+                mask |= bit
+                summary.contributed += 1
+                if summary.last is None or month > summary.last:
+                    summary.last = month
+        summary.months[where[1]] = mask
+        key = (month, record.occurred, event_id)
+        latest = summary.latest
+        if latest is None or key > latest[:3]:
+            summary.latest = (*key, _INSURANCE_STATUS[record.type])
+        if region is not None:
+            latest = summary.region
+            if latest is None or key > latest[:3]:
+                summary.region = (*key, region)
+
+    def _add_core(self, event_id: str, record: Record) -> None:
+        self.core[event_id] = record
+        self.dirty_core.add(_core_bucket(record))
+        self.derived = None
+        if record.corrects is not None:
+            ref = record.corrects
+        elif record.type == RETRACTED:
+            ref = record.data.get("event_id")
+        else:
+            return
+        if ref is None or ref in self.refs:
+            return
+        self.refs.add(ref)
+        if ref not in self.core:
+            target = self.lookup(ref)
+            if target is not None:  # a plain record now referred to: it joins the core
+                self._remove_plain(ref, target)
+                self.core[ref] = target
+                self.dirty_core.add(_core_bucket(target))
+
+    def _remove_plain(self, event_id: str, record: Record) -> None:
+        scheme, month, _ = record.data
+        where = self.plain_ids.pop(event_id)
+        bucket = self._bucket(where)
+        del bucket[event_id]
+        self.dirty_buckets.add(where)
+        self.new_ids.pop(event_id, None)
+        self.dropped_ids.add(event_id)
+        self.plain_count -= 1
+        summary = self.schemes[scheme]
+        if bucket:
+            mask = 0
+            for r in bucket.values():
+                if r.type == _CONTRIBUTION:
+                    mask |= 1 << (int(r.data[1][5:7]) - 1)
+            summary.months[where[1]] = mask
+        else:
+            del summary.months[where[1]]
+        summary.recount()
+        if summary.latest is not None and summary.latest[2] == event_id:
+            summary.latest = self._latest_plain(scheme, with_region=False)
+        if summary.region is not None and summary.region[2] == event_id:
+            summary.region = self._latest_plain(scheme, with_region=True)
+        if not summary.months:
+            del self.schemes[scheme]
+
+    def _latest_plain(self, scheme: str, with_region: bool) -> tuple | None:
+        """The latest plain event of a scheme (with a region), from its latest buckets down."""
+        for year in sorted(self.schemes[scheme].months, reverse=True):
+            best = None
+            for eid, r in self._bucket((scheme, year)).items():
+                _, month, region = r.data
+                if with_region and region is None:
+                    continue
+                key = (month, r.occurred, eid)
+                if best is None or key > best[:3]:
+                    best = (*key, region if with_region else _INSURANCE_STATUS[r.type])
+            if best is not None:
+                return best
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +348,17 @@ def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str |
     return _new_record(Record, (_intern(kind), digest, occurred, corrects, _intern(source), data))
 
 
-def new_state(ssn: str) -> WorkerState:
-    """An empty state for a normalised social-security number."""
-    return WorkerState(ssn=ssn)
+def new_state(ssn: str, get: Callable[[bytes], bytes | None] | None = None) -> WorkerState:
+    """An empty state for a normalised social-security number (`get`: its state table)."""
+    return WorkerState(ssn=ssn, get=get)
+
+
+def state_of_records(ssn: str, records: dict[str, Record]) -> WorkerState:
+    """A state holding exactly these records (each put where invariant 2 says)."""
+    state = new_state(ssn)
+    for event_id, record in records.items():
+        state.add(event_id, record)
+    return state
 
 
 def fold_event(state: WorkerState, event: Envelope) -> Outcome:
@@ -155,8 +374,7 @@ def fold_event(state: WorkerState, event: Envelope) -> Outcome:
 def fold_record(state: WorkerState, event_id: str, ssn_legacy: str | None, record: Record) -> Outcome:
     """`fold_event` of an event already reduced to its record (the caller checked that
     it is this worker's)."""
-    records = state.records
-    seen = records.get(event_id)
+    seen = state.lookup(event_id)
     if seen is not None:
         if seen.fingerprint == record.fingerprint:
             if ssn_legacy:  # a copy sent with the legacy number: the alias is still seen
@@ -167,20 +385,21 @@ def fold_record(state: WorkerState, event_id: str, ssn_legacy: str | None, recor
             "event_id"))
     corrects = record.corrects
     if corrects is not None:
-        target = records.get(corrects)
+        target = state.lookup(corrects)
         if target is not None and target.type != record.type:
             return Outcome(REJECTED, Rejection(
                 "correction_type_mismatch",
                 f"a {record.type} event cannot correct {corrects}, which is a {target.type} event",
                 "corrects"))
-    records[event_id] = record
+    state.add(event_id, record)
     if ssn_legacy:
         state.aliases.add(ssn_legacy)
     return ACCEPTED_OUTCOME
 
 
 def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
-    """The state of the union of two event sets of the same worker (a new object).
+    """The state of the union of two event sets of the same worker (a new object, which
+    replaces `a` in the table).
 
     Where both hold the same event_id with different content (a conflict the two
     halves could not see), the record with the smaller fingerprint is kept, so the
@@ -188,68 +407,227 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
     """
     if a.ssn != b.ssn:
         raise ValueError("cannot merge states of two workers")
-    records = dict(a.records)
+    records = a.records
     for event_id, record in b.records.items():
         mine = records.get(event_id)
         if mine is None or record.fingerprint < mine.fingerprint:
             records[event_id] = record
-    return WorkerState(
-        ssn=a.ssn,
-        aliases=a.aliases | b.aliases,
-        records=records,
-        announced_grants=a.announced_grants | b.announced_grants,
-        version=max(a.version, b.version),
-    )
+    merged = state_of_records(a.ssn, records)
+    merged.aliases = a.aliases | b.aliases
+    merged.announced_grants = a.announced_grants | b.announced_grants
+    merged.version = max(a.version, b.version)
+    merged.get = a.get
+    merged.replaced_keys = table_keys(a) if a.get is not None else set()
+    return merged
 
 
-# --- state (de)serialisation, for the faust table and its changelog ---------------------
+def emptied(state: WorkerState) -> WorkerState:
+    """An empty state that replaces `state` in the table (an erased or merged-away file):
+    the version goes on, and every key of the old state is deleted when written."""
+    empty = new_state(state.ssn, state.get)
+    empty.version = state.version
+    empty.replaced_keys = table_keys(state) if state.get is not None else set()
+    return empty
 
-# 3: fingerprints without the ssn (2: with it).
-STATE_FORMAT = 3
+
+# --- the whole state as one value (operator merge commands, tests) -------------------------
+
+# 4: the state split into keys in the table (3: one value; fingerprints the same, so a
+# format-3 state is converted when read); 2: fingerprints with the ssn.
+STATE_FORMAT = 4
+_FORMAT_2 = ("state format 2 (fingerprints with the ssn, before 2026-11-29) is not read any more: "
+             "run the stream processors under a new application id to rebuild every state")
 
 
-def state_to_bytes(state: WorkerState) -> bytes:
-    """Serialise a state compactly: JSON, each record an array whose type and source are
-    indexes into tables written once."""
+def _records_to_json(records) -> tuple[list, list, dict]:
     types: dict[str, int] = {}
     sources: dict[str, int] = {}
-    records = {}
-    for eid, r in state.records.items():
+    out = {}
+    for eid, r in records:
         t = types.setdefault(r.type, len(types))
         s = sources.setdefault(r.source, len(sources))
         data = list(r.data) if isinstance(r.data, tuple) else r.data
-        records[eid] = [t, r.fingerprint, r.occurred, r.corrects, s, data]
-    return orjson.dumps({
-        "v": STATE_FORMAT,
-        "ssn": state.ssn,
-        "aliases": sorted(state.aliases),
-        "announced": sorted(state.announced_grants),
-        "version": state.version,
-        "sections": state.section_digests,
-        "types": list(types),
-        "sources": list(sources),
-        "records": records,
-    })
+        out[eid] = [t, r.fingerprint, r.occurred, r.corrects, s, data]
+    return list(types), list(sources), out
 
 
-def state_from_bytes(blob: bytes) -> WorkerState:
-    """Inverse of `state_to_bytes`."""
-    raw = orjson.loads(blob)
-    if raw.get("v") != STATE_FORMAT:
-        if raw.get("v") == 2:
-            raise ValueError("state format 2 (fingerprints with the ssn, before 2026-11-29) is not read any more: "
-                             "run the stream processors under a new application id to rebuild every state")
-        raise ValueError(f"unknown state format version {raw.get('v')!r}")
+def _records_from_json(raw: dict) -> dict[str, Record]:
     types = [sys.intern(t) for t in raw["types"]]
     sources = [sys.intern(s) for s in raw["sources"]]
     records = {}
     for eid, (t, fp, occurred, corrects, s, data) in raw["records"].items():
         if isinstance(data, list):
             data = tuple(sys.intern(x) if x is not None else None for x in data)
-        records[eid] = Record(types[t], fp, occurred, corrects, sources[s], data)
+        records[eid] = _new_record(Record, (types[t], fp, occurred, corrects, sources[s], data))
+    return records
+
+
+def state_to_bytes(state: WorkerState) -> bytes:
+    """The whole state as one compact JSON value: each record an array whose type and
+    source are indexes into tables written once."""
+    types, sources, records = _records_to_json(sorted(state.records.items()))
+    return orjson.dumps({
+        "v": STATE_FORMAT, "ssn": state.ssn, "aliases": sorted(state.aliases),
+        "announced": sorted(state.announced_grants), "version": state.version,
+        "sections": state.section_digests, "types": types, "sources": sources, "records": records,
+    })
+
+
+def state_from_bytes(blob: bytes) -> WorkerState:
+    """Inverse of `state_to_bytes` (also reads format 3)."""
+    raw = orjson.loads(blob)
+    if raw.get("v") not in (3, STATE_FORMAT) or "records" not in raw:
+        if raw.get("v") == 2:
+            raise ValueError(_FORMAT_2)
+        raise ValueError(f"unknown state format version {raw.get('v')!r}")
     normalise_ssn(raw["ssn"])  # a corrupt key must not pass silently
-    return WorkerState(
-        ssn=raw["ssn"], aliases=set(raw["aliases"]), records=records,
-        announced_grants=set(raw["announced"]), version=raw["version"],
-        section_digests=raw.get("sections", {}),
-    )
+    state = state_of_records(raw["ssn"], _records_from_json(raw))
+    state.aliases = set(raw["aliases"])
+    state.announced_grants = set(raw["announced"])
+    state.version = raw["version"]
+    state.section_digests = raw.get("sections", {})
+    return state
+
+
+# --- the state in a table, under several keys ----------------------------------------------
+
+def _id_key(ssn: str, event_id: str) -> bytes:
+    return f"{ssn}|i|{event_id}".encode()
+
+
+def _bucket_key(ssn: str, where: tuple[str, int]) -> bytes:
+    return f"{ssn}|p|{where[0]}|{where[1]}".encode()
+
+
+def _core_key(ssn: str, where: tuple[str, int]) -> bytes:
+    return f"{ssn}|c|{where[0]}|{where[1]}".encode()
+
+
+_YEAR_US = 31_556_952_000_000  # microseconds in an average Gregorian year
+
+
+def _core_bucket(record: Record) -> tuple[str, int]:
+    """A core record's bucket: its type's family and the (average Gregorian) year of its
+    instant since 1970, by arithmetic (no calendar: any instant has a bucket)."""
+    return record.type.split(".", 1)[0], 1970 + record.occurred // _YEAR_US
+
+
+def _plain_bucket_to_bytes(bucket: dict[str, Record]) -> bytes:
+    sources: dict[str, int] = {}
+    rows = {eid: [_PLAIN_TYPES.index(r.type), r.fingerprint, r.occurred, sources.setdefault(r.source, len(sources)),
+                  r.data[1], r.data[2]] for eid, r in sorted(bucket.items())}
+    return orjson.dumps({"s": list(sources), "r": rows})
+
+
+def _plain_bucket_from_bytes(blob: bytes, scheme: str) -> dict[str, Record]:
+    raw = orjson.loads(blob)
+    sources = [sys.intern(s) for s in raw["s"]]
+    out = {}
+    for eid, (t, fp, occurred, s, month, region) in raw["r"].items():
+        key = (scheme, month, region)
+        data = _INSURANCE_DATA.get(key)
+        if data is None:
+            data = tuple(_intern(x) if x is not None else None for x in key)
+        out[eid] = _new_record(Record, (_PLAIN_TYPES[t], fp, occurred, None, sources[s], data))
+    return out
+
+
+_PLAIN_TYPES = tuple(sorted(INSURANCE_TYPES))
+
+
+def _head(state: WorkerState) -> dict:
+    return {
+        "v": STATE_FORMAT, "layout": "keys", "ssn": state.ssn, "aliases": sorted(state.aliases),
+        "announced": sorted(state.announced_grants), "version": state.version, "sections": state.section_digests,
+        "refs": sorted(state.refs), "plain": state.plain_count,
+        "core": sorted({_core_bucket(r) for r in state.core.values()}),
+        "schemes": {scheme: {"months": sorted(s.months.items()), "latest": s.latest, "region": s.region}
+                    for scheme, s in sorted(state.schemes.items())},
+    }
+
+
+def table_keys(state: WorkerState) -> set[bytes]:
+    """Every key the state has in the table (reads every plain bucket)."""
+    ssn = state.ssn
+    keys = {ssn.encode()}
+    keys |= {_core_key(ssn, where) for where in {_core_bucket(r) for r in state.core.values()}}
+    for scheme, summary in state.schemes.items():
+        for year in summary.months:
+            keys.add(_bucket_key(ssn, (scheme, year)))
+            keys |= {_id_key(ssn, eid) for eid in state._bucket((scheme, year))}
+    return keys
+
+
+def table_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:
+    """The writes that bring the table up to `state` (a None value deletes the key):
+    only what changed since the state was loaded or last written (the head always).
+    Afterwards the plain buckets and ids are let go when the table can give them back."""
+    ssn = state.ssn
+    writes: dict[bytes, bytes | None] = {key: None for key in state.replaced_keys}
+    if state.dirty_core:
+        by_bucket: dict[tuple[str, int], list] = {where: [] for where in state.dirty_core}
+        for eid, r in state.core.items():
+            where = _core_bucket(r)
+            if where in by_bucket:
+                by_bucket[where].append((eid, r))
+        for where, members in sorted(by_bucket.items()):
+            if members:
+                types, sources, records = _records_to_json(sorted(members))
+                writes[_core_key(ssn, where)] = orjson.dumps({"types": types, "sources": sources, "records": records})
+            else:
+                writes[_core_key(ssn, where)] = None
+    for where in sorted(state.dirty_buckets):
+        bucket = state.buckets.get(where)
+        writes[_bucket_key(ssn, where)] = _plain_bucket_to_bytes(bucket) if bucket else None
+    for eid in sorted(state.dropped_ids):
+        writes[_id_key(ssn, eid)] = None
+    for eid, (scheme, year) in state.new_ids.items():
+        writes[_id_key(ssn, eid)] = f"{scheme}|{year}".encode()
+    writes[ssn.encode()] = orjson.dumps(_head(state))
+    state.dirty_core.clear()
+    state.dirty_buckets.clear()
+    state.new_ids.clear()
+    state.dropped_ids.clear()
+    state.replaced_keys = set()
+    if state.get is not None:
+        state.buckets.clear()
+        state.plain_ids.clear()
+    return list(writes.items())
+
+
+def from_table(ssn: str, get: Callable[[bytes], bytes | None]) -> WorkerState:
+    """The state of `ssn` from a table read through `get` (a new state if it has none).
+    A format-3 state (one value) is converted: written whole under the new layout at the
+    next `table_writes`, its old value overwritten by the head."""
+    blob = get(ssn.encode())
+    if not blob:
+        return new_state(ssn, get)
+    raw = orjson.loads(blob)
+    if raw.get("v") == 3 or (raw.get("v") == STATE_FORMAT and raw.get("layout") != "keys"):
+        state = state_from_bytes(blob)
+        state.get = get
+        return state
+    if raw.get("v") != STATE_FORMAT:
+        if raw.get("v") == 2:
+            raise ValueError(_FORMAT_2)
+        raise ValueError(f"unknown state format version {raw.get('v')!r}")
+    if raw["ssn"] != ssn:
+        raise ValueError("the state table holds another worker's state under this key")
+    state = new_state(ssn, get)
+    state.aliases = set(raw["aliases"])
+    state.announced_grants = set(raw["announced"])
+    state.version = raw["version"]
+    state.section_digests = raw["sections"]
+    state.refs = set(raw["refs"])
+    state.plain_count = raw["plain"]
+    for family, year in raw["core"]:
+        part = get(_core_key(ssn, (family, year)))
+        if part:
+            state.core.update(_records_from_json(orjson.loads(part)))
+    for scheme, s in raw["schemes"].items():
+        summary = SchemeSummary(months={int(y): m for y, m in s["months"]},
+                                latest=tuple(s["latest"]) if s["latest"] else None,
+                                region=tuple(s["region"]) if s["region"] else None)
+        summary.recount()
+        state.schemes[sys.intern(scheme)] = summary
+    return state

@@ -16,7 +16,8 @@ import orjson
 
 from processors.derive import derive_file, new_service_events, record_change
 from processors.fold import (
-    ACCEPTED, DUPLICATE, WorkerState, fold_event, merge_states, new_state, state_from_bytes, state_to_bytes,
+    ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, new_state, state_from_bytes,
+    state_to_bytes, table_writes,
 )
 from processors.identity import mask_ssn
 from processors.intake import Rejection, validate_event
@@ -142,15 +143,16 @@ class Folded:
 
 def load_state(ssn: str, get) -> WorkerState:
     """The state of `ssn` from the state table, read through `get(key) -> bytes | None`
-    (the faust table's `get`, or a dict's): a new state when it has none."""
-    blob = get(ssn.encode())
-    return state_from_bytes(blob) if blob else new_state(ssn)
+    (the faust table's `get`, or a dict's): a new state when it has none. The state is
+    kept under several keys (processors.fold, "the state in a table"); what is read now
+    is its head and core, the rest when an event touches it."""
+    return from_table(ssn, get)
 
 
 def state_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:
     """The writes to make to the state table after folding `state`: (key, value), a
-    None value deletes the key."""
-    return [(state.ssn.encode(), state_to_bytes(state))]
+    None value deletes the key. Only what the folded events touched."""
+    return table_writes(state)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def view_output(ssn: str, file: dict | None, changed, state: WorkerState, audien
     if audiences is None:
         return []
     return [Record(topic, key, None if value is None else orjson.dumps(value))
-            for topic, key, value in view_records(ssn, file, changed, state.records, audiences.published,
+            for topic, key, value in view_records(ssn, file, changed, state.core, audiences.published,
                                                   audiences.pseudonym_key)]
 
 
@@ -281,13 +283,13 @@ def apply_command(state: WorkerState, marker: Marker | None, command: dict,
     action, ssn, other = command["action"], command["ssn"], command.get("other_ssn")
     marker = marker or Marker()
     if action == "erase":
-        out = Folded(state=new_state(ssn))
+        out = Folded(state=emptied(state))
         out.state.version = state.version + 1
         out.records = file_gone(state, "erased", audiences) + [audit_record(ssn, command, "file erased")]
         marker.erased_ids |= set(state.records)
         return out, marker
     if action == "merge":
-        out = Folded(state=new_state(ssn))
+        out = Folded(state=emptied(state))
         out.state.version = state.version + 1
         onward = {**command, "action": "merge_in", "ssn": other, "other_ssn": ssn, "state": state_to_bytes(state)}
         out.records = file_gone(state, "merged", audiences) + [

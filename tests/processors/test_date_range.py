@@ -102,7 +102,7 @@ def test_provenance_of_a_state_with_an_instant_python_cannot_convert():
               "occupation_code": "6-18-01-01"}
     for eid, moment in (("old", dt.datetime(1, 1, 1, tzinfo=CST)), ("late", dt.datetime(9999, 12, 31, 20, tzinfo=dt.timezone(-dt.timedelta(hours=8)))),
                         ("now", dt.datetime(2024, 1, 1, tzinfo=CST))):
-        state.records[eid] = make_record("training.enrolled", state.ssn, instant_us(moment), source, None, fields)
+        state.add(eid, make_record("training.enrolled", state.ssn, instant_us(moment), source, None, fields))
     shown = {e["event_id"]: e["occurred_at"] for e in provenance(state)}
     assert shown["now"] == "2024-01-01T00:00:00+08:00"
     assert shown["old"] == "0001-01-01T00:00:00+00:00"

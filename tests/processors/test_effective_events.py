@@ -12,7 +12,7 @@ import random
 import pytest
 
 from processors.derive import RETRACTED, _correction_path, _insurance, _order, derive_file, effective_events
-from processors.fold import Record, WorkerState
+from processors.fold import Record, state_of_records
 from tests.conftest import SSN_A
 
 
@@ -79,7 +79,7 @@ def test_effective_events_is_the_definition(seed):
         assert sorted(winners) == sorted(expected)
         assert len(winners) == len(expected)
         assert applied == expected_applied
-        file = derive_file(WorkerState(ssn=SSN_A, records=records))
+        file = derive_file(state_of_records(SSN_A, records))
         assert file["applied_events"] == len(expected) + expected_applied
 
 
