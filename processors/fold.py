@@ -95,6 +95,7 @@ class SchemeSummary:
     region: tuple | None = None
     contributed: int = 0
     last: str | None = None
+    encoded: dict | None = None  # `months` as the head writes it, until they change
 
     def recount(self) -> None:
         self.contributed = sum(m.bit_count() for m in self.months.values())
@@ -213,6 +214,7 @@ class WorkerState:
                 if summary.last is None or month > summary.last:
                     summary.last = month
         summary.months[where[1]] = mask
+        summary.encoded = None
         key = (month, record.occurred, event_id)
         latest = summary.latest
         if latest is None or key > latest[:3]:
@@ -261,6 +263,7 @@ class WorkerState:
         else:
             del summary.months[where[1]]
         summary.recount()
+        summary.encoded = None
         if summary.latest is not None and summary.latest[2] == event_id:
             summary.latest = self._latest_plain(scheme, with_region=False)
         if summary.region is not None and summary.region[2] == event_id:
@@ -535,13 +538,29 @@ def _plain_bucket_from_bytes(blob: bytes, scheme: str) -> dict[str, Record]:
 _PLAIN_TYPES = tuple(sorted(INSURANCE_TYPES))
 
 
+def _months_to_json(months: dict[int, int]) -> dict:
+    """{year: mask} as a first year and one number per year after it (-1: no bucket)."""
+    first = min(months)
+    return {"y0": first, "m": [months.get(y, -1) for y in range(first, max(months) + 1)]}
+
+
+def _encoded_months(summary: SchemeSummary) -> dict:
+    if summary.encoded is None:
+        summary.encoded = _months_to_json(summary.months)
+    return summary.encoded
+
+
+def _months_from_json(raw: dict) -> dict[int, int]:
+    return {raw["y0"] + i: mask for i, mask in enumerate(raw["m"]) if mask >= 0}
+
+
 def _head(state: WorkerState) -> dict:
     return {
         "v": STATE_FORMAT, "layout": "keys", "ssn": state.ssn, "aliases": sorted(state.aliases),
         "announced": sorted(state.announced_grants), "version": state.version, "sections": state.section_digests,
         "refs": sorted(state.refs), "plain": state.plain_count,
         "core": sorted({_core_bucket(r) for r in state.core.values()}),
-        "schemes": {scheme: {"months": sorted(s.months.items()), "latest": s.latest, "region": s.region}
+        "schemes": {scheme: {**_encoded_months(s), "latest": s.latest, "region": s.region}
                     for scheme, s in sorted(state.schemes.items())},
     }
 
@@ -625,7 +644,7 @@ def from_table(ssn: str, get: Callable[[bytes], bytes | None]) -> WorkerState:
         if part:
             state.core.update(_records_from_json(orjson.loads(part)))
     for scheme, s in raw["schemes"].items():
-        summary = SchemeSummary(months={int(y): m for y, m in s["months"]},
+        summary = SchemeSummary(months=_months_from_json(s),
                                 latest=tuple(s["latest"]) if s["latest"] else None,
                                 region=tuple(s["region"]) if s["region"] else None)
         summary.recount()
