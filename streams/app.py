@@ -1,16 +1,21 @@
 """The faust application: one agent folds the four event topics (and re-keyed events)
 into a RocksDB-backed table of worker states, and publishes files, changes, service
-events and rejections. The agent is a thin shell around `streams.handler`.
+events and rejections. The agent is a thin shell around
+`streams.batch_processor.BatchProcessor` (the batch's ordering rules, tested with fakes)
+and `streams.handler` (decode, validate, fold, derive).
 
 Delivery guarantees (at-least-once processing, made safe by ordering and idempotence):
-1. for a batch, every output record is sent and its delivery awaited *before* the new
-   states are written to the table (whose changelog is flushed before offsets commit);
+1. for a batch, every output record is handed to the producer without waiting, and the
+   delivery futures are gathered once *before* the new states are written to the table
+   (whose changelog is flushed before offsets commit);
 2. after a crash, the uncommitted events are processed again: the fold recognises
    events already in the state as duplicates; outputs whose state was lost are
    published again with identical content (same file, same change version);
 3. a service event (subsidy grant) is published only if its stable `service_id` is not
    already on `worker-services` (a per-partition ledger read from the topic), so each
-   grant is published exactly once, even across kill -9.
+   grant is published exactly once, even across kill -9;
+4. a batch that fails (a send or a delivery) is processed again a few times, then the
+   worker exits without acking it (`stop_without_acking`): nothing is ever skipped.
 
 A second agent keeps each worker's access log (`worker-access-log`, written by the
 HTTP API for every read) in a table, for `GET /workers/{ssn}/access-log`.
@@ -23,22 +28,18 @@ import logging
 import os
 import sys
 import weakref
-from collections import OrderedDict, defaultdict
 
 import faust
 import orjson
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.fold import WorkerState
-from processors.identity import mask_ssn
 from workerfile.logmask import mask_text
 from processors.organisations import DEVELOPMENT_MODE, load_organisations
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
-from streams.handler import (
-    Audiences, Marker, Origin, apply_command, fold_batch, intake_message, load_state, redirected, state_writes,
-)
+from streams.batch_processor import BatchProcessor
+from streams.handler import Audiences
 from streams.settings import StreamSettings
 from streams.topics import (
     EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_SERVICES,
@@ -46,7 +47,8 @@ from streams.topics import (
 from streams.web import register_web
 
 log = logging.getLogger("workerfile.stream")
-BATCH_MAX = 2000
+BATCH_MAX = 4000
+PRODUCER_BUFFER = 2 * BATCH_MAX  # table writes queued for the changelog before the stream waits
 BATCH_WITHIN = 0.3  # seconds
 STATE_CACHE_SIZE = 20_000  # decoded worker states kept in memory (the table stays the truth)
 BATCH_ATTEMPTS = 4  # a batch whose sends fail is processed again this many times in all...
@@ -126,6 +128,9 @@ class ServiceLedger:
 def create_app(settings: StreamSettings | None = None) -> faust.App:
     """Build the faust app for these settings (a fresh app id replays every file)."""
     settings = settings or StreamSettings.from_env()
+    coordinator_log = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if not any(isinstance(f, TransientCoordinatorErrors) for f in coordinator_log.filters):
+        coordinator_log.addFilter(TransientCoordinatorErrors())
     audiences = load_audiences(settings)
     organisations = load_organisations(settings.organisations)  # raises OrganisationsError if invalid
     if organisations is None:
@@ -144,7 +149,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval,
         producer_acks=-1,
-        producer_linger=0.01,  # seconds: fewer, larger produce requests
+        producer_linger=0.02,  # seconds: fewer, larger produce requests (nothing waits on one send)
+        producer_max_batch_size=256 * 1024,  # bytes per partition and request (aiokafka's default: 16 KiB)
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
@@ -158,6 +164,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
+    # faust's ProducerBuffer (the table changelog's writes) makes the stream wait and warns
+    # "producer buffer full" above 100 messages: a batch writes up to one state per worker
+    app.producer.buffer.max_messages = PRODUCER_BUFFER
     sources = app.topic(*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS, key_type=bytes, value_type=bytes,
                         partitions=settings.partitions)
     # bytes keys (raw, not JSON): the changelog and faust's web router then hash the SSN
@@ -192,29 +201,26 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
         return out_topics[name]
 
-    # Decoded states of recently seen workers, exactly as last written to the table:
-    # saves decoding a state for every batch. Cleared on any rebalance and on any failure
-    # of a batch, so it is never ahead of the table.
-    cache: OrderedDict[str, WorkerState] = OrderedDict()
+    processor = BatchProcessor(states, markers, FaustPublisher(topic), ledger, audiences, organisations,
+                               place=in_partition_of, cache_size=STATE_CACHE_SIZE)
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs) -> None:
         ledger.forget()
-        cache.clear()
+        processor.forget()
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender, assigned, **kwargs) -> None:
         ledger.forget()
-        cache.clear()
+        processor.forget()
 
-    def state_of(ssn: str) -> WorkerState:
-        state = cache.pop(ssn, None)
-        return state if state is not None else load_state(ssn, states.get)
-
-    def remember(ssn: str, state: WorkerState) -> None:
-        cache[ssn] = state
-        if len(cache) > STATE_CACHE_SIZE:
-            cache.popitem(last=False)
+    @app.on_rebalance_complete.connect
+    async def _ready(sender, **kwargs) -> None:
+        # sent by faust's recovery once the tables are recovered and the streams resume;
+        # at WARNING so that it shows at the worker's default log level
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic in EVENT_TOPICS[:1])
+        log.warning("ready: tables recovered, processing event partitions %s of app %s",
+                    ",".join(map(str, assigned)) or "(none)", settings.app_id)
 
     @app.agent(sources)
     async def fold_events(stream):
@@ -228,10 +234,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         still fails, or the agent is cancelled in the middle of it, the worker stops."""
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
-                await process_batch(batch)
+                await processor.process(batch)
                 return
             except asyncio.CancelledError:
-                cache.clear()
                 if app.should_stop:  # a stop asked for (SIGTERM): the batch is done again by the next worker
                     log.warning("stopping in the middle of a batch of %d messages: not acked, processed again "
                                 "at the next start", len(batch))
@@ -240,7 +245,6 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                              "worker without acking it (it is processed again at the next start)", len(batch))
                 stop_without_acking(EXIT_BATCH_FAILED)
             except Exception as err:  # noqa: BLE001 - every failure of a batch is handled here
-                cache.clear()  # states folded in memory may be ahead of the table now
                 reason = mask_text(f"{type(err).__name__}: {err}")
                 if attempt == BATCH_ATTEMPTS:
                     log.critical("a batch of %d messages (%s) failed %d times, last: %s. Stopping the worker "
@@ -251,94 +255,6 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 log.error("a batch of %d messages (%s) failed (attempt %d of %d): %s; again in %.1f s", len(batch),
                           batch_span(batch), attempt, BATCH_ATTEMPTS, reason, delay)
                 await asyncio.sleep(delay)
-
-    async def send(record) -> None:
-        pending.append(await (await topic(record.topic)).send(key=record.key, value=record.value))
-
-    async def publish(folded, ssn: str, partition: int) -> None:
-        """Send a worker's records; a grant only if not already on worker-services."""
-        for record in folded.records:
-            await send(record)
-        if folded.grants:
-            published = await ledger.published(partition)
-            for service_id, record in folded.grants:
-                if service_id in published:
-                    log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
-                    continue
-                fut = await (await topic(record.topic)).send(key=record.key, value=record.value)
-                await fut  # on the topic before anything else happens
-                published.add(service_id)
-
-    pending: list = []  # delivery futures of the batch being processed
-
-    async def process_batch(batch) -> None:
-        log.debug("batch of %d messages", len(batch))
-        pending.clear()
-        by_worker: dict[str, list] = defaultdict(list)
-        anchor: dict[str, faust.EventT] = {}  # one event of each worker: its partition
-        commands = []
-        for ev in batch:
-            msg = ev.message
-            if msg.topic == OPERATOR_COMMANDS:
-                commands.append(ev)
-                continue
-            origin = Origin(msg.topic, msg.partition, msg.offset)
-            intake = intake_message(msg.key, msg.value, origin, organisations=organisations)
-            for record in intake.records:
-                await send(record)
-            if intake.event is not None:
-                by_worker[intake.event.ssn].append((intake.event, msg.key, msg.value, origin))
-                anchor[intake.event.ssn] = ev
-        new_states, new_markers = {}, {}
-        for ssn, events in by_worker.items():
-            # faust places table reads and writes in the partition of the "current event"
-            in_partition_of(anchor[ssn])
-            marker = Marker.from_bytes(markers.get(ssn.encode()))
-            if marker and marker.merged_into:  # merged by an operator: its events go to the other number
-                for event, *_ in events:
-                    await send(redirected(event, marker.merged_into))
-                continue
-            folded = fold_batch(state_of(ssn), events, audiences, marker.erased_ids if marker else frozenset())
-            await publish(folded, ssn, anchor[ssn].message.partition)
-            new_states[ssn] = folded.state
-        for ev in commands:  # after the events of the same batch
-            command = decode_command(ev)
-            if command is None:
-                continue
-            ssn = command["ssn"]
-            in_partition_of(ev)
-            anchor[ssn] = ev
-            state = new_states[ssn] if ssn in new_states else state_of(ssn)
-            marker = new_markers[ssn] if ssn in new_markers else Marker.from_bytes(markers.get(ssn.encode()))
-            folded, new_markers[ssn] = apply_command(state, marker, command, audiences)
-            log.warning("operator %s: %s of %s by %s", command["command_id"], command["action"], mask_ssn(ssn),
-                        command["operator"])
-            await publish(folded, ssn, ev.message.partition)
-            new_states[ssn] = folded.state
-        if pending:
-            await asyncio.gather(*pending)
-        for ssn, state in new_states.items():
-            in_partition_of(anchor[ssn])
-            for key, value in state_writes(state):
-                states[key] = value
-            remember(ssn, state)
-        for ssn, marker in new_markers.items():
-            in_partition_of(anchor[ssn])
-            markers[ssn.encode()] = marker.to_bytes()
-
-    def decode_command(ev) -> dict | None:
-        """An operator command, or None (logged) if the message is not one of this worker's."""
-        try:
-            name, command = codec.decode(ev.message.value)
-        except codec.CodecError as err:
-            log.error("not an operator command at %s/%d/%d: %s", ev.message.topic, ev.message.partition,
-                      ev.message.offset, err)
-            return None
-        if name != "OperatorCommand" or ev.message.key != command["ssn"].encode():
-            log.error("ignored %s at %s/%d/%d: not an operator command keyed by its number", name,
-                      ev.message.topic, ev.message.partition, ev.message.offset)
-            return None
-        return command
 
     @app.agent(app.topic(WORKER_ACCESS_LOG, key_type=bytes, value_type=bytes, partitions=settings.partitions))
     async def keep_access_logs(stream):
@@ -353,6 +269,32 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
                      organisations=organisations)
     return app
+
+
+class FaustPublisher:
+    """The BatchProcessor's publisher on faust: hands a record to the producer (faust's
+    Topic.send, which returns once aiokafka has the record in its accumulator) and returns
+    the delivery future, not awaited here."""
+
+    def __init__(self, topic_of):
+        self.topic_of = topic_of  # async: topic name -> faust topic
+
+    async def send(self, record):
+        return await (await self.topic_of(record.topic)).send(key=record.key, value=record.value)
+
+
+class TransientCoordinatorErrors(logging.Filter):
+    """aiokafka logs ERROR "Group Coordinator Request failed: [Error 15]
+    CoordinatorNotAvailableError" at every start on a fresh broker (the group coordinator
+    is elected while `__consumer_offsets` is created) and then retries: a retriable error of
+    that request is logged at INFO; any other stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.msg == "Group Coordinator Request failed: %s":
+            err = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            if getattr(err, "retriable", False):
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def batch_span(batch) -> str:

@@ -1,0 +1,193 @@
+"""What the stream worker does with one batch of Kafka messages, with its collaborators
+made explicit so that its ordering rules are tested without a broker
+(tests/streams/test_batch_processor.py uses in-memory fakes of each):
+
+- `states`: the state table, `get(key) -> bytes | None`, `table[key] = value` and
+  `del table[key]`, used only through `streams.handler.load_state` and
+  `streams.handler.state_writes` (whose None values are deletions);
+- `markers`: the table of merged and erased numbers (`get`, `[key] = value`);
+- `publisher`: `await publisher.send(record)` hands a record to the producer and returns
+  its *delivery future* without waiting for the delivery;
+- `ledger`: `await ledger.published(partition)`, the service ids already on
+  `worker-services` in that partition (streams.app.ServiceLedger);
+- `place(event)`: makes `event` the current event, so that faust's table reads and
+  writes use its partition (no-op in the tests).
+
+The rules, per batch:
+1. messages are taken in order; a worker's events of the batch are folded together (one
+   `fold_batch` per worker); events of a number merged away are sent on to the number it
+   was merged into; operator commands come after the events of the same batch;
+2. every record is handed to the producer without waiting for it; a grant only when its
+   service id is neither in the ledger nor already sent in this batch;
+3. all delivery futures are gathered once; only when every one is delivered are the
+   ledger, the state table and the markers table written. A failed delivery raises out of
+   `process` with nothing written (the caller processes the batch again, or stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, defaultdict
+from typing import Any, Awaitable, Callable, Protocol
+
+from processors.fold import WorkerState
+from processors.identity import mask_ssn
+from processors.organisations import Organisations
+from streams import codec
+from streams.handler import (
+    Audiences, Folded, Marker, Origin, Record, apply_command, fold_batch, intake_message, load_state, redirected,
+    state_writes,
+)
+from streams.topics import OPERATOR_COMMANDS
+
+log = logging.getLogger("workerfile.stream")
+
+
+class Table(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def __contains__(self, key: bytes) -> bool: ...
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+    def __delitem__(self, key: bytes) -> None: ...
+
+
+class Publisher(Protocol):
+    async def send(self, record: Record) -> Awaitable[Any]: ...
+
+
+class Ledger(Protocol):
+    async def published(self, partition: int) -> set[str]: ...
+
+
+class BatchProcessor:
+    """Processes batches of faust events (anything with `.message` carrying topic,
+    partition, offset, key, value). Keeps a cache of decoded states exactly as last
+    written to the table; `forget()` clears it (after a failure, on a rebalance)."""
+
+    def __init__(self, states: Table, markers: Table, publisher: Publisher, ledger: Ledger,
+                 audiences: Audiences | None = None, organisations: Organisations | None = None,
+                 place: Callable[[Any], None] = lambda event: None, cache_size: int = 20_000):
+        self.states = states
+        self.markers = markers
+        self.publisher = publisher
+        self.ledger = ledger
+        self.audiences = audiences
+        self.organisations = organisations
+        self.place = place
+        self.cache_size = cache_size
+        self.cache: OrderedDict[str, WorkerState] = OrderedDict()
+
+    def forget(self) -> None:
+        self.cache.clear()
+
+    def state_of(self, ssn: str) -> WorkerState:
+        state = self.cache.pop(ssn, None)
+        return state if state is not None else load_state(ssn, self.states.get)
+
+    def marker_of(self, ssn: str) -> Marker | None:
+        return Marker.from_bytes(self.markers.get(ssn.encode()))
+
+    async def process(self, batch) -> None:
+        try:
+            await self._process(batch)
+        except BaseException:
+            self.forget()  # states folded in memory may be ahead of the table now
+            raise
+
+    async def _process(self, batch) -> None:
+        pending: list[Awaitable[Any]] = []
+        grants: list[tuple[int, str]] = []  # (partition, service id) sent in this batch
+        sending: set[tuple[int, str]] = set()
+        send = self.publisher.send
+
+        async def publish(folded: Folded, partition: int, ssn: str) -> None:
+            for record in folded.records:
+                pending.append(await send(record))
+            if folded.grants:
+                published = await self.ledger.published(partition)
+                for service_id, record in folded.grants:
+                    if service_id in published or (partition, service_id) in sending:
+                        log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
+                        continue
+                    sending.add((partition, service_id))
+                    grants.append((partition, service_id))
+                    pending.append(await send(record))
+
+        by_worker: dict[str, list] = defaultdict(list)
+        anchor: dict[str, Any] = {}  # one event of each worker: its partition
+        commands = []
+        for ev in batch:
+            msg = ev.message
+            if msg.topic == OPERATOR_COMMANDS:
+                commands.append(ev)
+                continue
+            origin = Origin(msg.topic, msg.partition, msg.offset)
+            intake = intake_message(msg.key, msg.value, origin, organisations=self.organisations)
+            for record in intake.records:
+                pending.append(await send(record))
+            if intake.event is not None:
+                by_worker[intake.event.ssn].append((intake.event, msg.key, msg.value, origin))
+                anchor[intake.event.ssn] = ev
+        new_states: dict[str, WorkerState] = {}
+        new_markers: dict[str, Marker | None] = {}
+        for ssn, events in by_worker.items():
+            self.place(anchor[ssn])
+            marker = self.marker_of(ssn)
+            if marker and marker.merged_into:  # merged by an operator: its events go to the other number
+                for event, *_ in events:
+                    pending.append(await send(redirected(event, marker.merged_into)))
+                continue
+            folded = fold_batch(self.state_of(ssn), events, self.audiences,
+                                marker.erased_ids if marker else frozenset())
+            await publish(folded, anchor[ssn].message.partition, ssn)
+            new_states[ssn] = folded.state
+        for ev in commands:  # after the events of the same batch
+            command = decode_command(ev)
+            if command is None:
+                continue
+            ssn = command["ssn"]
+            self.place(ev)
+            anchor[ssn] = ev
+            state = new_states[ssn] if ssn in new_states else self.state_of(ssn)
+            marker = new_markers[ssn] if ssn in new_markers else self.marker_of(ssn)
+            folded, new_markers[ssn] = apply_command(state, marker, command, self.audiences)
+            log.warning("operator %s: %s of %s by %s", command["command_id"], command["action"], mask_ssn(ssn),
+                        command["operator"])
+            await publish(folded, ev.message.partition, ssn)
+            new_states[ssn] = folded.state
+        if pending:
+            await asyncio.gather(*pending)  # raises if any delivery failed: nothing below happens
+        for partition, service_id in grants:
+            (await self.ledger.published(partition)).add(service_id)
+        for ssn, state in new_states.items():
+            self.place(anchor[ssn])
+            for key, value in state_writes(state):
+                if value is not None:
+                    self.states[key] = value
+                elif key in self.states:  # a None value deletes the key (a tombstone on the changelog)
+                    del self.states[key]
+            self.cache[ssn] = state
+            self.cache.move_to_end(ssn)
+            if len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        for ssn, marker in new_markers.items():
+            self.place(anchor[ssn])
+            self.markers[ssn.encode()] = marker.to_bytes()
+
+
+def decode_command(ev) -> dict | None:
+    """An operator command, or None (logged) if the message is not one of this worker's."""
+    msg = ev.message
+    try:
+        name, command = codec.decode(msg.value)
+    except Exception as err:  # noqa: BLE001 - a bad command is logged, never raised
+        log.error("not an operator command at %s/%d/%d: %s", msg.topic, msg.partition, msg.offset, err)
+        return None
+    if name != "OperatorCommand" or msg.key != command["ssn"].encode():
+        log.error("ignored %s at %s/%d/%d: not an operator command keyed by its number", name,
+                  msg.topic, msg.partition, msg.offset)
+        return None
+    return command
