@@ -365,6 +365,22 @@ class FileWatch:
         self.consumer.close()
 
 
+def changelog_settled(consumer, topic: str, start: dict, at_least: int, settle: float = 1.5,
+                      timeout: float = 60) -> None:
+    """Wait until `topic` has at least `at_least` records after `start` and its end
+    offsets did not move for `settle` seconds."""
+    deadline = time.monotonic() + timeout
+    end, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = end_offsets(consumer, topic)
+        if now != end:
+            end, since = now, time.monotonic()
+        elif sum(end[tp] - start.get(tp, 0) for tp in end) >= at_least and time.monotonic() - since >= settle:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the changelog {topic} did not get {at_least} records in {timeout:.0f} s")
+
+
 def changelog_bytes(bootstrap: str, topic: str, start: dict, settle: float = 1.0, timeout: float = 30) -> tuple[int, int]:
     """(records, key+value bytes) the changelog got after `start`, once its end offsets
     stopped moving for `settle` seconds."""
@@ -480,9 +496,13 @@ def through_kafka(lengths: list[int], workers: int, repeat: int, seed: int, quie
                             producer.send(topic, key=key, value=value)
                         producer.flush()
                         watch.wait({c.ssn.encode(): len(c.events) + k for c, _ in batch}, 120)
+                        # the table is written after the outputs are published, and its
+                        # changelog flushed later: the window ends once the changelog has a
+                        # record per worker and stopped growing
+                        changelog_settled(offsets_consumer, changelog, log_at, workers)
                         cpu = proc_cpu(pid) - cpu0
                         wall = time.monotonic() - wall0
-                        records, size = changelog_bytes(bootstrap, changelog, log_at)
+                        records, size = changelog_bytes(bootstrap, changelog, log_at, settle=0.0)
                         r = {"cpu_us": cpu / workers * 1e6, "cpu_us_minus_idle": max(0.0, cpu - idle_rate * wall) / workers * 1e6,
                              "wall_s": wall, "changelog_records": records, "changelog_bytes_per_event": size / workers,
                              "files_offsets": sum(files_at.values())}
