@@ -19,7 +19,7 @@ from typing import Collection
 
 import orjson
 
-from processors.fold import Record, SchemeSummary, WorkerState
+from processors.fold import Record, SchemeSummary, WorkerState, summarise
 from processors.identity import normalise_ssn
 from schemas.events import SKILL_LADDER
 from schemas.outputs import FILE_SECTIONS
@@ -187,7 +187,7 @@ def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict
     is bounded by the core records (cached) and the number of schemes and years, not by
     the plain insurance events."""
     core = _core_parts(state)
-    insurance, months_up_to = _insurance_section(state.schemes, core["insurance"])
+    insurance, months_up_to = _insurance_section(state.summaries(), core["insurance"])
     ssn = normalise_ssn(state.ssn)
     return {
         "ssn": ssn.number,
@@ -291,29 +291,13 @@ def _certificates(by_type: dict, issues: list[dict]) -> list[dict]:
 
 
 def _scheme_summaries(by_type: dict) -> dict[str, SchemeSummary]:
-    """Per scheme, what the given insurance events give (as processors.fold keeps for
-    the plain ones): latest status and region events, and the months with a contribution."""
-    out: dict[str, SchemeSummary] = {}
-    for kind in ("insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"):
-        status = "suspended" if kind == "insurance.suspended" else "active"
-        for eid, rec in by_type.get(kind, ()):
-            scheme, month, region = rec.data
-            s = out.get(scheme)
-            if s is None:
-                s = out[scheme] = SchemeSummary()
-            year = int(month[:4])
-            mask = s.months.get(year, 0)
-            if kind == "insurance.contribution":
-                mask |= 1 << (int(month[5:7]) - 1)
-            s.months[year] = mask
-            key = (month, rec.occurred, eid)
-            if s.latest is None or key > s.latest[:3]:
-                s.latest = (*key, status)
-            if region is not None and (s.region is None or key > s.region[:3]):
-                s.region = (*key, region)
-    for s in out.values():
-        s.recount()
-    return out
+    """Per scheme, what the given insurance events give (processors.fold.summarise, as
+    the state keeps for its plain records)."""
+    per_scheme: dict[str, list] = {}
+    for kind in INSURANCE_TYPES:
+        for member in by_type.get(kind, ()):
+            per_scheme.setdefault(member[1].data[0], []).append(member)
+    return {scheme: summarise(members) for scheme, members in per_scheme.items()}
 
 
 def _insurance_section(plain: dict[str, SchemeSummary], core: dict[str, SchemeSummary]):

@@ -78,6 +78,7 @@ class Record(NamedTuple):
 
 
 INSURANCE_TYPES = frozenset(_INSURANCE_STATUS)
+_MONTH_PARTS: dict[str, tuple[int, int]] = {}  # "YYYY-MM" -> (year, the month's bit)
 RETRACTED = "event.retracted"
 _CONTRIBUTION = "insurance.contribution"
 
@@ -116,6 +117,26 @@ class SchemeSummary:
         return bool(self.months.get(int(month[:4]), 0) >> (int(month[5:7]) - 1) & 1)
 
 
+def summarise(records) -> SchemeSummary:
+    """The summary of one scheme's insurance events, (event_id, record) pairs in any order."""
+    s = SchemeSummary()
+    months = s.months
+    for eid, rec in records:
+        _, month, region = rec.data
+        year = int(month[:4])
+        mask = months.get(year, 0)
+        if rec.type == _CONTRIBUTION:
+            mask |= 1 << (int(month[5:7]) - 1)
+        months[year] = mask
+        key = (month, rec.occurred, eid)
+        if s.latest is None or key > s.latest[:3]:
+            s.latest = (*key, _INSURANCE_STATUS[rec.type])
+        if region is not None and (s.region is None or key > s.region[:3]):
+            s.region = (*key, region)
+    s.recount()
+    return s
+
+
 @dataclass(slots=True)
 class WorkerState:
     """One worker's state: the compact records of its accepted events (see the module's
@@ -145,6 +166,8 @@ class WorkerState:
     new_ids: dict[str, tuple[str, int]] = field(default_factory=dict)
     dropped_ids: set[str] = field(default_factory=set)
     replaced_keys: set[bytes] = field(default_factory=set)  # keys of a state this one replaces
+    whole: bool = False  # not written under the table layout yet: the next writes are of everything
+    stale: set[str] = field(default_factory=set)  # offline: schemes whose summary is to be made again
     derived: object = None  # processors.derive's cache of the core's sections (not persisted)
 
     # --- reading ---------------------------------------------------------------------------
@@ -168,7 +191,7 @@ class WorkerState:
     def records(self) -> dict[str, Record]:
         """Every record by event_id (reads every bucket: for rare paths, not per event)."""
         out = dict(self.core)
-        for scheme, summary in self.schemes.items():
+        for scheme, summary in self.summaries().items():
             for year in summary.months:
                 out.update(self._bucket((scheme, year)))
         return out
@@ -184,6 +207,16 @@ class WorkerState:
             self.buckets[where] = bucket
         return bucket
 
+    def summaries(self) -> dict[str, SchemeSummary]:
+        """Each scheme's summary (invariant 3); offline, made again for the schemes that
+        gained records since it was last asked for."""
+        if self.stale:
+            for scheme in self.stale:
+                self.schemes[scheme] = summarise(
+                    r for (sch, _), bucket in self.buckets.items() if sch == scheme for r in bucket.items())
+            self.stale.clear()
+        return self.schemes
+
     # --- adding ----------------------------------------------------------------------------
 
     def add(self, event_id: str, record: Record) -> None:
@@ -195,25 +228,43 @@ class WorkerState:
 
     def _add_plain(self, event_id: str, record: Record) -> None:
         scheme, month, region = record.data
-        where = (scheme, int(month[:4]))
-        self._bucket(where)[event_id] = record
-        self.dirty_buckets.add(where)
+        if self.get is None:  # offline: summaries made when asked for (`summaries`), in one pass
+            year = _MONTH_PARTS.get(month)
+            where = (scheme, int(month[:4]) if year is None else year[0])
+            bucket = self.buckets.get(where)
+            if bucket is None:
+                bucket = self.buckets[where] = {}
+            bucket[event_id] = record
+            self.plain_ids[event_id] = where
+            self.plain_count += 1
+            self.stale.add(scheme)
+            return
+        parts = _MONTH_PARTS.get(month)
+        if parts is None:
+            parts = _MONTH_PARTS[month] = (int(month[:4]), 1 << (int(month[5:7]) - 1))
+        year, bit = parts
+        where = (scheme, year)
+        bucket = self.buckets.get(where)
+        if bucket is None:
+            bucket = self._bucket(where)
+        bucket[event_id] = record
         self.plain_ids[event_id] = where
+        self.dirty_buckets.add(where)
         self.new_ids[event_id] = where
-        self.dropped_ids.discard(event_id)
+        if self.dropped_ids:
+            self.dropped_ids.discard(event_id)
         self.plain_count += 1
         summary = self.schemes.get(scheme)
         if summary is None:
             summary = self.schemes[scheme] = SchemeSummary()
-        mask = summary.months.get(where[1], 0)
-        if record.type is _CONTRIBUTION or record.type == _CONTRIBUTION:
-            bit = 1 << (int(month[5:7]) - 1)
-            if not mask & bit:
-                mask |= bit
-                summary.contributed += 1
-                if summary.last is None or month > summary.last:
-                    summary.last = month
-        summary.months[where[1]] = mask
+        months = summary.months
+        mask = months.get(year, 0)
+        if record.type == _CONTRIBUTION and not mask & bit:
+            mask |= bit
+            summary.contributed += 1
+            if summary.last is None or month > summary.last:
+                summary.last = month
+        months[year] = mask
         summary.encoded = None
         key = (month, record.occurred, event_id)
         latest = summary.latest
@@ -246,6 +297,7 @@ class WorkerState:
 
     def _remove_plain(self, event_id: str, record: Record) -> None:
         scheme, month, _ = record.data
+        summary = self.summaries()[scheme]
         where = self.plain_ids.pop(event_id)
         bucket = self._bucket(where)
         del bucket[event_id]
@@ -253,7 +305,6 @@ class WorkerState:
         self.new_ids.pop(event_id, None)
         self.dropped_ids.add(event_id)
         self.plain_count -= 1
-        summary = self.schemes[scheme]
         if bucket:
             mask = 0
             for r in bucket.values():
@@ -377,7 +428,9 @@ def fold_event(state: WorkerState, event: Envelope) -> Outcome:
 def fold_record(state: WorkerState, event_id: str, ssn_legacy: str | None, record: Record) -> Outcome:
     """`fold_event` of an event already reduced to its record (the caller checked that
     it is this worker's)."""
-    seen = state.lookup(event_id)
+    seen = state.core.get(event_id)
+    if seen is None and (state.get is not None or event_id in state.plain_ids):
+        seen = state.lookup(event_id)
     if seen is not None:
         if seen.fingerprint == record.fingerprint:
             if ssn_legacy:  # a copy sent with the legacy number: the alias is still seen
@@ -420,6 +473,7 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
     merged.announced_grants = a.announced_grants | b.announced_grants
     merged.version = max(a.version, b.version)
     merged.get = a.get
+    merged.whole = True
     merged.replaced_keys = table_keys(a) if a.get is not None else set()
     return merged
 
@@ -561,7 +615,7 @@ def _head(state: WorkerState) -> dict:
         "refs": sorted(state.refs), "plain": state.plain_count,
         "core": sorted({_core_bucket(r) for r in state.core.values()}),
         "schemes": {scheme: {**_encoded_months(s), "latest": s.latest, "region": s.region}
-                    for scheme, s in sorted(state.schemes.items())},
+                    for scheme, s in sorted(state.summaries().items())},
     }
 
 
@@ -570,7 +624,7 @@ def table_keys(state: WorkerState) -> set[bytes]:
     ssn = state.ssn
     keys = {ssn.encode()}
     keys |= {_core_key(ssn, where) for where in {_core_bucket(r) for r in state.core.values()}}
-    for scheme, summary in state.schemes.items():
+    for scheme, summary in state.summaries().items():
         for year in summary.months:
             keys.add(_bucket_key(ssn, (scheme, year)))
             keys |= {_id_key(ssn, eid) for eid in state._bucket((scheme, year))}
@@ -583,6 +637,11 @@ def table_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:
     Afterwards the plain buckets and ids are let go when the table can give them back."""
     ssn = state.ssn
     writes: dict[bytes, bytes | None] = {key: None for key in state.replaced_keys}
+    if state.get is None or state.whole:  # everything is in memory: all of it
+        state.dirty_core |= {_core_bucket(r) for r in state.core.values()}
+        state.dirty_buckets |= set(state.buckets)
+        state.new_ids.update(state.plain_ids)
+        state.whole = False
     if state.dirty_core:
         by_bucket: dict[tuple[str, int], list] = {where: [] for where in state.dirty_core}
         for eid, r in state.core.items():
@@ -625,6 +684,7 @@ def from_table(ssn: str, get: Callable[[bytes], bytes | None]) -> WorkerState:
     if raw.get("v") == 3 or (raw.get("v") == STATE_FORMAT and raw.get("layout") != "keys"):
         state = state_from_bytes(blob)
         state.get = get
+        state.whole = True
         return state
     if raw.get("v") != STATE_FORMAT:
         if raw.get("v") == 2:
