@@ -65,7 +65,7 @@ class BatchFold:
         event_id, kind, ssn, occurred, source, corrects, payload = fast
         state = self.states.get(ssn)
         if state is None:
-            state = self.states[ssn] = new_state(ssn)
+            state = self.states[ssn] = new_state(ssn, check_sources=self.organisations is not None)
         outcome = fold_record(state, event_id, None, make_record(kind, ssn, occurred, source, corrects, payload))
         if outcome.status == ACCEPTED:
             self.counts.accepted += 1
@@ -108,7 +108,7 @@ class BatchFold:
                 event_id, ssn = fast[0], fast[2]
                 state = states.get(ssn)
                 if state is None:
-                    state = states[ssn] = new_state(ssn)
+                    state = states[ssn] = new_state(ssn, check_sources=self.organisations is not None)
                 outcome = fold_record(state, event_id, None, record)
                 if outcome is ACCEPTED_OUTCOME:
                     accepted += 1
@@ -129,7 +129,7 @@ class BatchFold:
             return self._reject(event, line, line_no, file, None)
         state = self.states.get(event.ssn)
         if state is None:
-            state = self.states[event.ssn] = new_state(event.ssn)
+            state = self.states[event.ssn] = new_state(event.ssn, check_sources=self.organisations is not None)
         outcome = fold_event(state, event)
         if outcome.status == ACCEPTED:
             self.counts.accepted += 1

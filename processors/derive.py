@@ -47,7 +47,7 @@ DEFAULT_RULES = SubsidyRules()
 
 # --- corrections and retractions ---------------------------------------------------------
 
-def effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record]], int]:
+def effective_events(records: dict[str, Record], check_sources: bool = False) -> tuple[list[tuple[str, Record]], int]:
     """The events whose effect is in the file, and how many retractions took effect.
 
     Every event belongs to the *slot* of the original it (transitively) corrects. A slot's
@@ -56,11 +56,12 @@ def effective_events(records: dict[str, Record]) -> tuple[list[tuple[str, Record
     retracted. Corrections whose type differs from the slot's, or from any event they
     (transitively) correct, are inert.
     """
-    by_type, applied_retractions = _effective_by_type(records)
+    by_type, applied_retractions = _effective_by_type(records, check_sources)
     return [member for group in by_type.values() for member in group.items()], applied_retractions
 
 
-def _effective_by_type(records: dict[str, Record]) -> tuple[dict[str, dict[str, Record]], int]:
+def _effective_by_type(records: dict[str, Record], check_sources: bool = False,
+                       issues: list | None = None) -> tuple[dict[str, dict[str, Record]], int]:
     """`effective_events` grouped by type, {type: {event_id: record}} (in no particular
     order). Most events correct nothing and are not retracted: each is alone in its slot
     and takes effect, so only the corrections are resolved slot by slot."""
@@ -70,6 +71,13 @@ def _effective_by_type(records: dict[str, Record]) -> tuple[dict[str, dict[str, 
     corrections: list[tuple[str, Record]] = []
     for eid, rec in records.items():
         kind = rec.type
+        if check_sources and (kind == RETRACTED or rec.corrects is not None):
+            target = records.get(rec.data["event_id"] if kind == RETRACTED else rec.corrects)
+            if target is not None and target.source != rec.source:
+                # arrived before its target, from another source (contract section 8): no effect
+                if issues is not None:
+                    issues.append({"code": "unauthorized_change", "event_id": eid})
+                continue
         if kind == RETRACTED:
             target = rec.data["event_id"]
             retracted.add(target)
@@ -147,11 +155,11 @@ def _core_parts(state: WorkerState) -> dict:
     parts = state.derived
     if parts is not None:
         return parts
-    effective, applied_retractions = _effective_by_type(state.core)
+    issues: list[dict] = []
+    effective, applied_retractions = _effective_by_type(state.core, state.check_sources, issues)
     by_type: dict[str, Collection[tuple[str, Record]]] = {
         kind: group.items() if kind in INSURANCE_TYPES else sorted(group.items(), key=_order)
         for kind, group in effective.items()}
-    issues: list[dict] = []
     employments = _employments(by_type, issues)
     trainings = _trainings(by_type)
     certificates = _certificates(by_type, issues)

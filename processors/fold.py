@@ -168,6 +168,9 @@ class WorkerState:
     replaced_keys: set[bytes] = field(default_factory=set)  # keys of a state this one replaces
     whole: bool = False  # not written under the table layout yet: the next writes are of everything
     stale: set[str] = field(default_factory=set)  # offline: schemes whose summary is to be made again
+    # with an organisation registry (contract section 8): corrections and retractions
+    # only by their target's source (a setting of the process, not stored)
+    check_sources: bool = False
     derived: object = None  # processors.derive's cache of the core's sections (not persisted)
 
     # --- reading ---------------------------------------------------------------------------
@@ -402,9 +405,11 @@ def make_record(kind: str, ssn: str, occurred: int, source: str, corrects: str |
     return _new_record(Record, (_intern(kind), digest, occurred, corrects, _intern(source), data))
 
 
-def new_state(ssn: str, get: Callable[[bytes], bytes | None] | None = None) -> WorkerState:
-    """An empty state for a normalised social-security number (`get`: its state table)."""
-    return WorkerState(ssn=ssn, get=get)
+def new_state(ssn: str, get: Callable[[bytes], bytes | None] | None = None,
+              check_sources: bool = False) -> WorkerState:
+    """An empty state for a normalised social-security number (`get`: its state table;
+    `check_sources`: an organisation registry is configured, contract section 8)."""
+    return WorkerState(ssn=ssn, get=get, check_sources=check_sources)
 
 
 def state_of_records(ssn: str, records: dict[str, Record]) -> WorkerState:
@@ -439,6 +444,14 @@ def fold_record(state: WorkerState, event_id: str, ssn_legacy: str | None, recor
         return Outcome(REJECTED, Rejection(
             "event_id_conflict", f"event_id {event_id} was already used for an event with other content",
             "event_id"))
+    if state.check_sources:
+        ref = record.corrects if record.type != RETRACTED else record.data.get("event_id")
+        target = state.lookup(ref) if ref is not None else None
+        if target is not None and target.source != record.source:
+            return Outcome(REJECTED, Rejection(
+                "unauthorized_source",
+                f"organisation {record.source} may not {'retract' if record.type == RETRACTED else 'correct'} "
+                f"event {ref}: only its source {target.source} may", "source"))
     corrects = record.corrects
     if corrects is not None:
         target = state.lookup(corrects)
@@ -473,6 +486,7 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
     merged.announced_grants = a.announced_grants | b.announced_grants
     merged.version = max(a.version, b.version)
     merged.get = a.get
+    merged.check_sources = a.check_sources
     merged.whole = True
     merged.replaced_keys = table_keys(a) if a.get is not None else set()
     return merged
@@ -481,7 +495,7 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
 def emptied(state: WorkerState) -> WorkerState:
     """An empty state that replaces `state` in the table (an erased or merged-away file):
     the version goes on, and every key of the old state is deleted when written."""
-    empty = new_state(state.ssn, state.get)
+    empty = new_state(state.ssn, state.get, state.check_sources)
     empty.version = state.version
     empty.replaced_keys = table_keys(state) if state.get is not None else set()
     return empty
@@ -673,18 +687,19 @@ def table_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:
     return list(writes.items())
 
 
-def from_table(ssn: str, get: Callable[[bytes], bytes | None]) -> WorkerState:
+def from_table(ssn: str, get: Callable[[bytes], bytes | None], check_sources: bool = False) -> WorkerState:
     """The state of `ssn` from a table read through `get` (a new state if it has none).
     A format-3 state (one value) is converted: written whole under the new layout at the
     next `table_writes`, its old value overwritten by the head."""
     blob = get(ssn.encode())
     if not blob:
-        return new_state(ssn, get)
+        return new_state(ssn, get, check_sources)
     raw = orjson.loads(blob)
     if raw.get("v") == 3 or (raw.get("v") == STATE_FORMAT and raw.get("layout") != "keys"):
         state = state_from_bytes(blob)
         state.get = get
         state.whole = True
+        state.check_sources = check_sources
         return state
     if raw.get("v") != STATE_FORMAT:
         if raw.get("v") == 2:
@@ -692,7 +707,7 @@ def from_table(ssn: str, get: Callable[[bytes], bytes | None]) -> WorkerState:
         raise ValueError(f"unknown state format version {raw.get('v')!r}")
     if raw["ssn"] != ssn:
         raise ValueError("the state table holds another worker's state under this key")
-    state = new_state(ssn, get)
+    state = new_state(ssn, get, check_sources)
     state.aliases = set(raw["aliases"])
     state.announced_grants = set(raw["announced"])
     state.version = raw["version"]

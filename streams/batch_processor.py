@@ -85,7 +85,7 @@ class BatchProcessor:
 
     def state_of(self, ssn: str) -> WorkerState:
         state = self.cache.pop(ssn, None)
-        return state if state is not None else load_state(ssn, self.states.get)
+        return state if state is not None else load_state(ssn, self.states.get, self.organisations is not None)
 
     def marker_of(self, ssn: str) -> Marker | None:
         return Marker.from_bytes(self.markers.get(ssn.encode()))

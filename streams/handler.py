@@ -141,12 +141,12 @@ class Folded:
     rejected: int = 0
 
 
-def load_state(ssn: str, get) -> WorkerState:
+def load_state(ssn: str, get, check_sources: bool = False) -> WorkerState:
     """The state of `ssn` from the state table, read through `get(key) -> bytes | None`
     (the faust table's `get`, or a dict's): a new state when it has none. The state is
     kept under several keys (processors.fold, "the state in a table"); what is read now
     is its head and core, the rest when an event touches it."""
-    return from_table(ssn, get)
+    return from_table(ssn, get, check_sources)
 
 
 def state_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:

@@ -72,7 +72,7 @@ CST = dt.timezone(dt.timedelta(hours=8))
 def provenance(state) -> list[dict]:
     """The events that shaped the file: the effective event of every live slot and the
     retractions that took effect, oldest first."""
-    winners, _ = effective_events(state.records)
+    winners, _ = effective_events(state.records, state.check_sources)
     shaped = list(winners)
     shaped += [(eid, rec) for eid, rec in state.records.items()
                if rec.type == RETRACTED and rec.data["event_id"] in state.records]
@@ -259,7 +259,7 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
         try:
             return await app.router.route_req(table.name, ssn.encode(), view.web, request)
         except SameNode:
-            state = load_state(ssn, states.get)
+            state = load_state(ssn, states.get, organisations is not None)
             if not state.records:  # erased, or merged into another number
                 state = None
             body = render(ssn, state, caller)
