@@ -13,7 +13,6 @@ import calendar
 import datetime as dt
 import hashlib
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Collection
 

@@ -16,7 +16,7 @@ import orjson
 
 from processors.derive import derive_file, new_service_events, record_change
 from processors.fold import (
-    ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, new_state, state_from_bytes,
+    ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, state_from_bytes,
     state_to_bytes, table_writes,
 )
 from processors.identity import mask_ssn
