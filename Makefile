@@ -26,3 +26,4 @@ kafka-jars:
 bench: install
 	$(PYTHON) bench/fold_bench.py
 	$(PYTHON) bench/stream_bench.py
+	$(PYTHON) bench/history_bench.py
