@@ -145,15 +145,15 @@ class WorkerState:
     """One worker's state: the compact records of its accepted events (see the module's
     design), and the stream's processing metadata.
 
-    `announced_grants`, `version` and `section_digests` are processing metadata of the
-    stream (which service events were already published, how many times the file
+    `announced`, `version` and `section_digests` are processing metadata of the
+    stream (the last published status of each grant and notice, how many times the file
     changed, a digest of each section of the last published file); they are not part
     of the file. `get` reads the state table (None: everything is in memory).
     """
 
     ssn: str
     aliases: set[str] = field(default_factory=set)
-    announced_grants: set[str] = field(default_factory=set)
+    announced: dict[str, str] = field(default_factory=dict)  # grant key / notice id -> last status published
     version: int = 0
     section_digests: dict[str, str] = field(default_factory=dict)
     core: dict[str, Record] = field(default_factory=dict)
@@ -490,7 +490,7 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
             records[event_id] = record
     merged = state_of_records(a.ssn, records)
     merged.aliases = a.aliases | b.aliases
-    merged.announced_grants = a.announced_grants | b.announced_grants
+    merged.announced = {**b.announced, **a.announced}
     merged.version = max(a.version, b.version)
     merged.get = a.get
     merged.check_sources = a.check_sources
@@ -555,13 +555,19 @@ def _records_from_json(raw: dict) -> dict[str, Record]:
     return records
 
 
+def _announced(raw: list | dict) -> dict[str, str]:
+    """The announced statuses; before contract section 9 a list of the grants announced
+    (then offered)."""
+    return dict(raw) if isinstance(raw, dict) else {key: "offered" for key in raw}
+
+
 def state_to_bytes(state: WorkerState) -> bytes:
     """The whole state as one compact JSON value: each record an array whose type and
     source are indexes into tables written once."""
     types, sources, records = _records_to_json(sorted(state.records.items()))
     return orjson.dumps({
         "v": STATE_FORMAT, "ssn": state.ssn, "aliases": sorted(state.aliases),
-        "announced": sorted(state.announced_grants), "version": state.version,
+        "announced": dict(sorted(state.announced.items())), "version": state.version,
         "sections": state.section_digests, "types": types, "sources": sources, "records": records,
     })
 
@@ -576,7 +582,7 @@ def state_from_bytes(blob: bytes) -> WorkerState:
     normalise_ssn(raw["ssn"])  # a corrupt key must not pass silently
     state = state_of_records(raw["ssn"], _records_from_json(raw))
     state.aliases = set(raw["aliases"])
-    state.announced_grants = set(raw["announced"])
+    state.announced = _announced(raw["announced"])
     state.version = raw["version"]
     state.section_digests = raw.get("sections", {})
     return state
@@ -746,7 +752,7 @@ def _months_from_json(raw: dict) -> dict[int, int]:
 def _head(state: WorkerState, token: int) -> dict:
     return {
         "v": STATE_FORMAT, "layout": "keys", "t": token, "ssn": state.ssn, "aliases": sorted(state.aliases),
-        "announced": sorted(state.announced_grants), "version": state.version, "sections": state.section_digests,
+        "announced": dict(sorted(state.announced.items())), "version": state.version, "sections": state.section_digests,
         "refs": sorted(state.refs), "plain": state.plain_count,
         "core": sorted({_core_bucket(r) for r in state.core.values()}),
         "schemes": {scheme: {**_encoded_months(s), "latest": s.latest, "region": s.region}
@@ -881,7 +887,7 @@ def from_table(ssn: str, get: Callable[[bytes], bytes | None], check_sources: bo
             state.scrub = True
     if raw is not None:
         state.aliases = set(raw["aliases"])
-        state.announced_grants = set(raw["announced"])
+        state.announced = _announced(raw["announced"])
         state.version = raw["version"]
         state.section_digests = raw["sections"]
         state.refs = set(raw["refs"])

@@ -122,7 +122,9 @@ class SchemaBuilder:
             default = info.get_default(call_default_factory=True)
             if default is not None and nullable:
                 raise ValueError(f"{record_name}.{field_name}: a non-null default of a nullable field is not supported")
-            if not isinstance(default, (str, int, float, bool, type(None))):
+            if isinstance(default, list) and not default and isinstance(avro_type, dict) and avro_type["type"] == "array":
+                pass  # an empty array: Avro's default [] too
+            elif not isinstance(default, (str, int, float, bool, type(None))):
                 raise ValueError(f"{record_name}.{field_name}: default {default!r} has no Avro form here")
             field["default"] = default
         elif nullable:

@@ -76,15 +76,59 @@ class Honor(Frozen):
     awarded_by: str
 
 
+GrantStatus = Literal["offered", "over_annual_limit", "claimed", "approved", "refused", "paid"]
+NoticeCode = Literal["no_written_contract", "platform_without_injury_cover"]
+Decision = Literal["approved", "refused"]
+
+
+class Claim(Frozen):
+    """The winning claim of a grant (contract section 9)."""
+
+    source: str
+    region: str
+    claimed_on: dt.date
+    event_id: str
+
+
+class GrantDecision(Frozen):
+    decision: Decision
+    decided_on: dt.date
+    source: str
+    event_id: str
+
+
+class Payment(Frozen):
+    paid_on: dt.date
+    amount_cny: int
+    source: str
+    event_id: str
+
+
 class SubsidyGrant(Frozen):
     certificate_no: str
     occupation_code: str
     level: SkillLevel
     apply_by: dt.date
+    # contract section 9 (defaults: what a file written before it reads as)
+    service_id: str = ""
+    amount_cny: int = 0
+    status: GrantStatus = "offered"
+    claim: Claim | None = None
+    decision: GrantDecision | None = None
+    payments: list[Payment] = []
+
+
+class Notice(Frozen):
+    """Something labour inspection should look at (contract section 9)."""
+
+    code: NoticeCode
+    employer: str
+    since: dt.date
 
 
 class Services(Frozen):
     skill_upgrade_subsidy: list[SubsidyGrant]
+    notices: list[Notice] = []
 
 
 class FileIssue(Frozen):
@@ -129,12 +173,18 @@ class WorkerFileChange(Frozen):
 
 
 class ServiceEvent(Frozen):
-    """Published on `worker-services` when a service first becomes available to a worker."""
+    """Published on `worker-services` when a grant first appears and each time its status
+    changes (contract section 9), and when a notice appears or is resolved. Each change
+    once: a consumer may key on (service_id, status)."""
 
-    service_id: str  # stable: the same grant always has the same id
+    service_id: str  # stable: the same grant (notice) always has the same id
     ssn: str
-    service: Literal["skill_upgrade_subsidy"]
-    grant: SubsidyGrant
+    service: Literal["skill_upgrade_subsidy", "notice"]  # (an inline Literal: its enum keeps its released name)
+    grant: SubsidyGrant | None = None  # service skill_upgrade_subsidy
+    notice: Notice | None = None  # service notice
+    status: str | None = None  # the grant's status, or open/resolved for a notice (null: written before section 9)
+    status_before: str | None = None  # null when the grant or notice first appears
+    version: int | None = None  # the file's version of this change
 
 
 class RejectedEvent(Frozen):

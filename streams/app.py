@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from workerfile.logmask import mask_text
 from processors.organisations import DEVELOPMENT_MODE, load_organisations
+from processors.services import load_service_rules
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
 from streams.batch_processor import BatchProcessor
@@ -89,23 +90,24 @@ def in_partition_of(event: faust.EventT) -> None:
 
 
 class ServiceLedger:
-    """The service_ids already on `worker-services`, per partition, read from the topic
-    itself when first needed after each rebalance."""
+    """The status of the last event of each service_id on `worker-services`, per
+    partition, read from the topic itself when first needed after each rebalance (an
+    event written before contract section 9 has no status: its grant was offered)."""
 
     def __init__(self, bootstrap: str, client_kwargs: dict | None = None):
         self.bootstrap = bootstrap
         self.client_kwargs = client_kwargs or {}  # the login (settings.aiokafka_kwargs())
-        self.by_partition: dict[int, set[str]] = {}
+        self.by_partition: dict[int, dict[str, str]] = {}
 
     def forget(self) -> None:
         self.by_partition.clear()
 
-    async def published(self, partition: int) -> set[str]:
+    async def published(self, partition: int) -> dict[str, str]:
         if partition not in self.by_partition:
             self.by_partition[partition] = await self._read(partition)
         return self.by_partition[partition]
 
-    async def _read(self, partition: int) -> set[str]:
+    async def _read(self, partition: int) -> dict[str, str]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     isolation_level="read_committed", **self.client_kwargs)
         await consumer.start()
@@ -114,13 +116,13 @@ class ServiceLedger:
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             end = (await consumer.end_offsets([tp]))[tp]
-            ids: set[str] = set()
+            last: dict[str, str] = {}
             while await consumer.position(tp) < end:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for message in batch.get(tp, []):
                     _, service = codec.decode(message.value)
-                    ids.add(service["service_id"])
-            return ids
+                    last[service["service_id"]] = service.get("status") or "offered"
+            return last
         finally:
             await consumer.stop()
 
@@ -133,6 +135,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         coordinator_log.addFilter(TransientCoordinatorErrors())
     audiences = load_audiences(settings)
     organisations = load_organisations(settings.organisations)  # raises OrganisationsError if invalid
+    rules = load_service_rules(settings.services)  # raises ServiceRulesError if invalid
     if organisations is None:
         log.warning("%s; set WORKERFILE_ORGANISATIONS to the registry file", DEVELOPMENT_MODE)
     else:
@@ -202,7 +205,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         return out_topics[name]
 
     processor = BatchProcessor(states, markers, FaustPublisher(topic), ledger, audiences, organisations,
-                               place=in_partition_of, cache_size=STATE_CACHE_SIZE)
+                               place=in_partition_of, cache_size=STATE_CACHE_SIZE, rules=rules)
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs) -> None:
@@ -267,7 +270,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     if settings.web_port > 0:
         register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
-                     organisations=organisations)
+                     organisations=organisations, rules=rules)
     return app
 
 

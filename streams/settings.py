@@ -12,6 +12,7 @@
 | WORKERFILE_VIEWS | deploy/views.toml | the audience views (who sees what) |
 | WORKERFILE_PSEUDONYM_KEY_FILE | (none) | the secret key of the pseudonymised view; without it that view is not published |
 | WORKERFILE_API_TOKENS | (none) | the API's callers file (`workerfile token add`); without it the API answers 401 |
+| WORKERFILE_SERVICES | deploy/services.toml | the subsidy's parameters (`processors/services.py`); checked at start |
 | WORKERFILE_ORGANISATIONS | (none) | the organisation registry (`processors/organisations.py`); without it sources are not checked (development mode, said in the log at start) |
 """
 
@@ -37,6 +38,7 @@ class StreamSettings:
     pseudonym_key_file: str | None = None
     api_tokens: str | None = None
     organisations: str | None = None  # path of the organisation registry (None: development mode)
+    services: str | None = None  # path of the subsidy's parameters (None: deploy/services.toml or the defaults)
 
     @classmethod
     def from_env(cls, **overrides) -> "StreamSettings":
@@ -52,6 +54,7 @@ class StreamSettings:
             pseudonym_key_file=env.get("WORKERFILE_PSEUDONYM_KEY_FILE") or None,
             api_tokens=env.get("WORKERFILE_API_TOKENS") or None,
             organisations=env.get("WORKERFILE_ORGANISATIONS") or None,
+            services=env.get("WORKERFILE_SERVICES") or None,
         )
         if overrides.get("kafka") is None:
             values["kafka"] = KafkaSecurity.from_env()

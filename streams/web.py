@@ -57,6 +57,7 @@ from processors.views import view_of
 from schemas.events import TOPIC_OF_TYPE
 from streams import codec
 from streams.access import Caller, Callers
+from processors.services import DEFAULT_RULES, SubsidyRules
 from streams.handler import Audiences, load_state
 from streams.topics import WORKER_ACCESS_LOG
 from workerfile.logmask import mask_text
@@ -210,7 +211,8 @@ async def json_errors(request, handler):
 
 
 def register_web(app: faust.App, states, access_logs, audiences: Audiences, callers: Callers,
-                 retraction_topic: str = "certification-events", organisations: Organisations | None = None) -> None:
+                 retraction_topic: str = "certification-events", organisations: Organisations | None = None,
+                 rules: SubsidyRules = DEFAULT_RULES) -> None:
     """Add the API's pages to a faust app whose table of worker states is `states` and
     whose table of access logs is `access_logs`. `organisations`: the registry whose
     roles the sources of POST /events must have (None: not checked, development mode)."""
@@ -278,7 +280,7 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
         audience = views[caller.audience]
         if "pseudonym" in audience.fields and audiences.pseudonym_key is None:
             raise Unavailable("the pseudonym key is not configured (WORKERFILE_PSEUDONYM_KEY_FILE)")
-        return view_of(derive_file(state), audience, caller.org, audiences.pseudonym_key)
+        return view_of(derive_file(state, rules), audience, caller.org, audiences.pseudonym_key)
 
     @app.page("/workers/{ssn}")
     class WorkerFileView(View):

@@ -62,9 +62,12 @@ def cmd_fold(args: argparse.Namespace) -> int:
     from processors.batch import fold_lines
     from processors.organisations import DEVELOPMENT_MODE, OrganisationsError, load_organisations
 
+    from processors.services import ServiceRulesError, load_service_rules
+
     try:
         organisations = load_organisations(args.organisations)
-    except OrganisationsError as err:
+        rules = load_service_rules(args.services)
+    except (OrganisationsError, ServiceRulesError) as err:
         print(f"workerfile fold: {err}", file=sys.stderr)
         return 2
     if organisations is None:
@@ -80,7 +83,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
     rejects_path = Path(args.rejects) if args.rejects else (
         Path("rejects.jsonl") if args.events == "-" else Path(args.events + ".rejects.jsonl"))
     with source:
-        batch = fold_lines(source, file=name, organisations=organisations)
+        batch = fold_lines(source, file=name, organisations=organisations, rules=rules)
     out = sys.stdout.buffer
     for file in batch.files():
         out.write(orjson.dumps(file) + b"\n")
@@ -138,6 +141,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from processors.organisations import OrganisationsError
+    from processors.services import ServiceRulesError
     from streams.app import create_app
     from streams.settings import StreamSettings
 
@@ -148,7 +152,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                        partitions=args.partitions, web_port=args.web_port, kafka=security)
     try:
         app = create_app(settings)
-    except OrganisationsError as err:  # WORKERFILE_ORGANISATIONS names a file that is not a valid registry
+    except (OrganisationsError, ServiceRulesError) as err:  # WORKERFILE_ORGANISATIONS / _SERVICES not valid
         print(f"workerfile worker: {err}", file=sys.stderr)
         return 2
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
@@ -523,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     fold.add_argument("--organisations", metavar="FILE", default=None,
                       help="the organisation registry (TOML): an event whose source lacks the role for it is "
                            "rejected unauthorized_source; without it sources are not checked (development mode)")
+    fold.add_argument("--services", metavar="FILE", default=None,
+                      help="the subsidy's parameters (default: deploy/services.toml, else the contract's defaults)")
     fold.set_defaults(func=cmd_fold)
     gen = sub.add_parser("generate", help="print a generated population of careers as JSON lines")
     gen.add_argument("--workers", type=int, default=100)

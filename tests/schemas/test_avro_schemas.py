@@ -97,7 +97,7 @@ def test_event_is_one_record_with_a_payload_union_per_type():
     assert _field(event, "ssn_legacy") == {"name": "ssn_legacy", "type": ["null", "string"], "default": None}
     branches = _field(event, "payload")["type"]
     assert [b["name"] for b in branches] == [c.model_fields["payload"].annotation.__name__ for c in EVENT_CLASSES]
-    assert len(branches) == 14
+    assert len(branches) == 17
     insurance = {b["name"]: b for b in branches}
     assert _field(insurance["InsuranceEnrolledPayload"], "scheme")["type"]["type"] == "enum"
     assert _field(insurance["InsuranceSuspendedPayload"], "scheme")["type"] == "Scheme"  # defined once, then by name

@@ -26,7 +26,7 @@ def test_openapi_documents_every_route_and_its_error_answers():
     assert doc["security"] == [{"bearer": []}] and doc["paths"]["/openapi.json"]["get"]["security"] == []
     worker_file = doc["components"]["schemas"]["WorkerFile"]
     assert {"ssn", "employments", "certificates", "services", "issues", "applied_events"} <= set(worker_file["properties"])
-    assert len(doc["components"]["schemas"]["Event"]["oneOf"]) == 14
+    assert len(doc["components"]["schemas"]["Event"]["oneOf"]) == 17
 
 
 def test_committed_asyncapi_document_is_generated_from_the_schemas():

@@ -8,7 +8,7 @@ import base64
 from processors.identity import make_org_code, make_ssn
 from processors.intake import validate_event
 from streams import codec
-from streams.handler import Origin, fold_batch, intake_message, load_state
+from streams.handler import Origin, fold_batch, intake_message, load_state, service_record
 from streams.topics import REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
 
 SSN = make_ssn("11010519800101001")
@@ -97,10 +97,12 @@ def test_a_grant_is_offered_once_with_a_stable_service_id():
                                                 "issued_on": "2024-12-20"})
     first = fold_batch(load_state(SSN, {}.get), events + [folded_input(cert)])
     assert len(first.grants) == 1
-    service_id, record = first.grants[0]
-    assert record.topic == WORKER_SERVICES
+    service_id, status, service = first.grants[0]
+    record = service_record(service, None)
+    assert record.topic == WORKER_SERVICES and status == "offered"
     _, service = codec.decode(record.value)
     assert service["service_id"] == service_id and service["grant"]["apply_by"] == "2025-12-20"
+    assert (service["status"], service["status_before"], service["version"]) == ("offered", None, 1)
     later = fold_batch(first.state, [folded_input(contribution("c13", "2025-01"))])
     assert later.grants == []
 
