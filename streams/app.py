@@ -177,9 +177,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     # The markers of numbers merged or erased by an operator: a fixed changelog topic name
     # (not derived from the application id), so a replay under a new id still has them.
     markers = app.Table("identity-markers", default=None, key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions,
-                        changelog_topic=app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes,
-                                                  partitions=settings.partitions, compacting=True))
+                        partitions=settings.partitions, changelog_topic=markers_changelog(app, settings.partitions))
     access_logs = app.Table("access-log", default=None, key_type=bytes, value_type=bytes,
                             partitions=settings.partitions)
     ledger = ServiceLedger(settings.broker, settings.aiokafka_kwargs())
@@ -269,6 +267,18 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
                      organisations=organisations)
     return app
+
+
+def markers_changelog(app: faust.App, partitions: int) -> faust.TopicT:
+    """The changelog topic of the markers table, under its fixed name, declared as faust
+    declares a table's own changelog (`Collection._new_changelog_topic`): without acks and
+    internal. An ordinary topic (acks on) is one faust expects a stream to take events
+    from: once an erase or merge had written a marker, its livelock check logged "Stream
+    has not started processing TP(topic='workerfile-identity-markers', ...)" every 2.5 s
+    for as long as the worker ran (the changelog's highwater stays past the position of a
+    partition whose table is active, and no stream ever reads it)."""
+    return app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes, partitions=partitions, compacting=True,
+                     acks=False, internal=True, maxsize=131_072, allow_empty=True)
 
 
 class FaustPublisher:
