@@ -19,6 +19,12 @@ Delivery guarantees (at-least-once processing, made safe by ordering and idempot
 
 A second agent keeps each worker's access log (`worker-access-log`, written by the
 HTTP API for every read) in a table, for `GET /workers/{ssn}/access-log`.
+
+Every topic the worker uses and every changelog of its tables must exist before it starts
+(`workerfile topics --app-id ID` creates them; `workerfile worker` checks, see
+`streams.topics.wait_for_topics`): faust would otherwise create a changelog while the
+first worker of a new application id joins its group, and a table whose changelog the
+group's metadata did not have yet fails every write (PartitionsMismatch, issue #11).
 """
 
 from __future__ import annotations
@@ -161,6 +167,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_tables_enabled=False, web_router_enabled=False, web_graph_enabled=False,
         web_stats_enabled=False, web_metrics_enabled=False,
         table_standby_replicas=0,
+        # no `<app id>-__assignor-__leader` topic: nothing here runs on the leader only, and
+        # every topic the worker subscribes to is provisioned beforehand (workerfile topics)
+        topic_disable_leader=True,
         key_serializer="raw",
         value_serializer="raw",
     )

@@ -11,7 +11,7 @@ import pytest
 from streams.admin import send_command
 from streams.reader import latest_files, read_topic
 from streams.runner import WorkerProcess, wait_for
-from streams.topics import IDENTITY_MARKERS
+from streams.topics import IDENTITY_MARKERS, provision
 from tests.integration.conftest import PARTITIONS, expected_files, publish
 from workerfile.population import generate_population
 
@@ -32,6 +32,7 @@ def test_no_stream_idle_error_on_the_markers_after_an_erase(kafka, tmp_path):
     events = [e for e in generate_population(2, seed=81, months=6, anomalies=False) if isinstance(e, dict)]
     expected = expected_files(events)
     erased = sorted(expected)[0]
+    provision(kafka.bootstrap, "workerfile-logs", PARTITIONS)
     proc = WorkerProcess(kafka.bootstrap, "workerfile-logs", tmp_path / "w", partitions=PARTITIONS,
                          env={"STREAM_PROCESSING_TIMEOUT": str(IDLE_TIMEOUT)}).start()
     try:
