@@ -39,7 +39,7 @@ REKEYED_EVENTS = "workerfile-rekeyed-events"
 # The tables of the stream processors whose changelog topic faust names after the
 # application id: `<app id>-<table>-changelog`, compacted, with the partitions of the
 # event topics (the markers' changelog has the fixed name IDENTITY_MARKERS, in topics.toml).
-APP_TABLES = ("worker-state", "access-log")
+APP_TABLES = ("worker-state",)
 
 TOPICS_TOML = Path(__file__).resolve().parents[1] / "deploy" / "topics.toml"
 

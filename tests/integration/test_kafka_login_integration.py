@@ -158,8 +158,7 @@ def published(secured_kafka, worker, population):
 
 def test_topics_are_created_by_admin_and_not_by_a_party(secured_kafka, topics):
     with open(ROOT / "deploy" / "topics.toml", "rb") as f:
-        names = list(tomllib.load(f)["topics"]) + [f"{APP_ID}-worker-state-changelog",  # and the worker's tables'
-                                                   f"{APP_ID}-access-log-changelog"]
+        names = list(tomllib.load(f)["topics"]) + [f"{APP_ID}-worker-state-changelog"]  # and the worker's table's
     assert topics.stdout.splitlines() == [f"created {name} (1 partitions)" for name in names]
     again = workerfile("topics", "--broker", secured_kafka.bootstrap, "--partitions", "1", "--app-id", APP_ID,
                        env={"WORKERFILE_KAFKA_CONFIG": str(secured_kafka.properties_file("admin"))})

@@ -26,8 +26,7 @@ def test_the_changelogs_of_an_application_id_are_in_the_specs():
     changelog = specs["wf-new-worker-state-changelog"]
     assert (changelog.partitions, changelog.config) == (6, {"cleanup.policy": "compact"})
     assert changelog.replication == 1 and load_topic_specs("cluster", app_id="wf-new")[-1].replication == 3
-    assert set(specs) - {s.name for s in load_topic_specs("local")} == {"wf-new-worker-state-changelog",
-                                                                         "wf-new-access-log-changelog"}
+    assert set(specs) - {s.name for s in load_topic_specs("local")} == {"wf-new-worker-state-changelog"}
     assert all(s.partitions == 6 for s in specs.values())  # co-partitioned, changelogs too
     assert changelog_topic("a", "t") == "a-t-changelog"
 
@@ -46,9 +45,9 @@ def test_every_table_of_the_app_has_its_changelog_in_the_specs(app):
 def test_every_topic_the_worker_reads_is_in_the_specs(app):
     specs = {s.name for s in load_topic_specs("local", app_id="wf-new")}
     read_by_agents = {name for agent in app.agents.values() for name in agent.channel.topics}
-    assert read_by_agents == {*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS, WORKER_ACCESS_LOG}
-    # and the ledger of grants reads worker-services
-    assert read_by_agents | {WORKER_SERVICES} <= specs
+    assert read_by_agents == {*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS}
+    # and the ledger of grants (worker-services) and the access-log view read their topics
+    assert read_by_agents | {WORKER_SERVICES, WORKER_ACCESS_LOG} <= specs
     assert app.conf.topic_disable_leader  # no <app id>-__assignor-__leader topic to provision
 
 
