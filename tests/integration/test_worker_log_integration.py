@@ -1,6 +1,7 @@
 """The worker's log on a real broker: after an operator's erase it does not repeat faust's
 "Stream has not started processing TP(topic='workerfile-identity-markers', ...)" (the
-markers table's changelog must be a changelog to faust, not a stream it waits on)."""
+markers table's changelog must be a changelog to faust, not a stream it waits on); and
+the markers are still recovered from that changelog by a worker of another application id."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import time
 
 import pytest
 
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
 from streams.admin import send_command
 from streams.reader import latest_files, read_topic
 from streams.runner import WorkerProcess, wait_for
-from streams.topics import IDENTITY_MARKERS, provision
+from streams.topics import EVENT_TOPICS, IDENTITY_MARKERS, provision
 from tests.integration.conftest import PARTITIONS, expected_files, publish
 from workerfile.population import generate_population
 
@@ -19,6 +22,20 @@ pytestmark = pytest.mark.timeout(300)
 
 IDLE_TIMEOUT = 3  # seconds: faust's stream_processing_timeout in this test (default 300)
 LIVELOCK_CHECKS = 4  # faust checks every partition every 2.5 s (2.5 x the commit interval)
+
+
+def committed_to_the_end(bootstrap: str, group: str) -> bool:
+    """Whether the consumer group `group` has committed every event topic to its end."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t in EVENT_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(tps)
+        committed = admin.list_group_offsets(group).get(group, {})
+        return all(ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps)
+    finally:
+        consumer.close()
+        admin.close()
 
 
 def test_no_stream_idle_error_on_the_markers_after_an_erase(kafka, tmp_path):
@@ -50,3 +67,16 @@ def test_no_stream_idle_error_on_the_markers_after_an_erase(kafka, tmp_path):
     assert "ready: tables recovered" in log
     assert "Stream has not started processing" not in log, log[-3000:]
     assert erased not in log
+
+    # a replay under another application id still knows the erasure (the markers' changelog
+    # has a fixed name): every event folded again, the erased file not published again
+    provision(kafka.bootstrap, "workerfile-logs-replay", PARTITIONS)
+    replay = WorkerProcess(kafka.bootstrap, "workerfile-logs-replay", tmp_path / "replay", partitions=PARTITIONS).start()
+    try:
+        wait_for(lambda: committed_to_the_end(kafka.bootstrap, "workerfile-logs-replay"), 120,
+                 what="the replay through every event")
+        files = latest_files(kafka.bootstrap)
+        assert erased not in files and files == {s: f for s, f in expected.items() if s != erased}
+    finally:
+        replay.stop()
+    assert erased not in replay.log_text()
