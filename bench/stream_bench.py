@@ -76,7 +76,7 @@ from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
 from streams.topics import (EVENT_TOPICS, WORKER_FILE_CHANGES, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs)
+                            ensure_topics, load_topic_specs, provision)
 from workerfile.population import generate_population  # noqa: E402
 
 PARTITIONS = 4
@@ -616,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3. end to end with one worker
         app_id = f"bench-{uuid.uuid4().hex[:8]}"
+        provision(bootstrap, app_id, PARTITIONS)  # its table's changelog (workerfile topics --app-id)
         cls_kwargs = {}
         cls = WorkerProcess
         if args.profile_worker:

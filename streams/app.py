@@ -17,8 +17,16 @@ Delivery guarantees (at-least-once processing, made safe by ordering and idempot
 4. a batch that fails (a send or a delivery) is processed again a few times, then the
    worker exits without acking it (`stop_without_acking`): nothing is ever skipped.
 
-A second agent keeps each worker's access log (`worker-access-log`, written by the
-HTTP API for every read) in a table, for `GET /workers/{ssn}/access-log`.
+Each worker's access log (`worker-access-log`, written by the HTTP API for every read and
+by the processors for every operator action) is not a table: `GET
+/workers/{ssn}/access-log` answers from a view of the topic itself
+(`streams.access_log.AccessLogView`), so nothing on the topic can be missing from it.
+
+Every topic the worker uses and every changelog of its tables must exist before it starts
+(`workerfile topics --app-id ID` creates them; `workerfile worker` checks, see
+`streams.topics.wait_for_topics`): faust would otherwise create a changelog while the
+first worker of a new application id joins its group, and a table whose changelog the
+group's metadata did not have yet fails every write (PartitionsMismatch, issue #11).
 """
 
 from __future__ import annotations
@@ -30,7 +38,6 @@ import sys
 import weakref
 
 import faust
-import orjson
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -39,11 +46,12 @@ from processors.organisations import DEVELOPMENT_MODE, load_organisations
 from processors.services import load_service_rules
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
+from streams.access_log import AccessLogView
 from streams.batch_processor import BatchProcessor
 from streams.handler import Audiences
 from streams.settings import StreamSettings
 from streams.topics import (
-    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_SERVICES,
+    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_SERVICES,
 )
 from streams.web import register_web
 
@@ -164,6 +172,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_tables_enabled=False, web_router_enabled=False, web_graph_enabled=False,
         web_stats_enabled=False, web_metrics_enabled=False,
         table_standby_replicas=0,
+        # no `<app id>-__assignor-__leader` topic: nothing here runs on the leader only, and
+        # every topic the worker subscribes to is provisioned beforehand (workerfile topics)
+        topic_disable_leader=True,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -180,11 +191,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     # The markers of numbers merged or erased by an operator: a fixed changelog topic name
     # (not derived from the application id), so a replay under a new id still has them.
     markers = app.Table("identity-markers", default=None, key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions,
-                        changelog_topic=app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes,
-                                                  partitions=settings.partitions, compacting=True))
-    access_logs = app.Table("access-log", default=None, key_type=bytes, value_type=bytes,
-                            partitions=settings.partitions)
+                        partitions=settings.partitions, changelog_topic=markers_changelog(app, settings.partitions))
+    access_log = AccessLogView(settings.broker, settings.partitions, settings.aiokafka_kwargs())
     ledger = ServiceLedger(settings.broker, settings.aiokafka_kwargs())
     out_topics: dict[str, faust.TopicT] = {}
     per_org_views = tuple(v.topic.split("{org}")[0] for v in audiences.published.values() if v.per_org)
@@ -216,6 +224,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def _assigned(sender, assigned, **kwargs) -> None:
         ledger.forget()
         processor.forget()
+        access_log.keep_only({tp.partition for tp in assigned if tp.topic in EVENT_TOPICS[:1]})
+
+    @app.on_before_shutdown.connect
+    async def _shutdown(sender, **kwargs) -> None:
+        await access_log.stop()
 
     @app.on_rebalance_complete.connect
     async def _ready(sender, **kwargs) -> None:
@@ -259,19 +272,22 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                           batch_span(batch), attempt, BATCH_ATTEMPTS, reason, delay)
                 await asyncio.sleep(delay)
 
-    @app.agent(app.topic(WORKER_ACCESS_LOG, key_type=bytes, value_type=bytes, partitions=settings.partitions))
-    async def keep_access_logs(stream):
-        async for event in stream.events():
-            _, entry = codec.decode(event.message.value)
-            key = event.message.key
-            entries = orjson.loads(access_logs.get(key) or b"[]")
-            entries.append(entry)
-            access_logs[key] = orjson.dumps(entries)
-
     if settings.web_port > 0:
-        register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
+        register_web(app, states, access_log, audiences, Callers.load(settings.api_tokens, audiences.views),
                      organisations=organisations, rules=rules)
     return app
+
+
+def markers_changelog(app: faust.App, partitions: int) -> faust.TopicT:
+    """The changelog topic of the markers table, under its fixed name, declared as faust
+    declares a table's own changelog (`Collection._new_changelog_topic`): without acks and
+    internal. An ordinary topic (acks on) is one faust expects a stream to take events
+    from: once an erase or merge had written a marker, its livelock check logged "Stream
+    has not started processing TP(topic='workerfile-identity-markers', ...)" every 2.5 s
+    for as long as the worker ran (the changelog's highwater stays past the position of a
+    partition whose table is active, and no stream ever reads it)."""
+    return app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes, partitions=partitions, compacting=True,
+                     acks=False, internal=True, maxsize=131_072, allow_empty=True)
 
 
 class FaustPublisher:

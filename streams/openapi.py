@@ -126,12 +126,14 @@ def build_openapi() -> dict:
                 "summary": "Who read the file: every read through this API and every operator action on it",
                 "parameters": [ssn_param, purpose],
                 "responses": {
-                    "200": {"description": "the access log, oldest first", "content": {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/AccessLog"}}}},
+                    "200": {"description": "the access log, oldest first: every record of this SSN on "
+                                           "worker-access-log up to the request", "content": {"application/json": {
+                                               "schema": {"$ref": "#/components/schemas/AccessLog"}}}},
                     "400": _error("malformed SSN", ["invalid_ssn"]),
                     **denied,
                     "404": _error("no file for this SSN", ["not_found"]),
-                    "503": unrecorded,
+                    "503": _error("worker-access-log could not be read up to the request in time (30 s), or this "
+                                  "read could not be recorded in it, so it is not answered", ["unavailable"]),
                 }}},
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1"}}}},

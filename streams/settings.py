@@ -8,6 +8,7 @@
 | WORKERFILE_PARTITIONS | 4 | partitions of every topic (all co-partitioned by SSN) |
 | WORKERFILE_REPLICATION | 1 | replication factor of the topics faust creates |
 | WORKERFILE_WEB_PORT | 0 (off) | faust's web server port |
+| WORKERFILE_TOPICS_WAIT | 60 | seconds the worker waits at start for missing topics (`workerfile topics` creates them), then stops |
 | WORKERFILE_KAFKA_* | PLAINTEXT | the login on a secured broker (`streams/kafka_security.py`) |
 | WORKERFILE_VIEWS | deploy/views.toml | the audience views (who sees what) |
 | WORKERFILE_PSEUDONYM_KEY_FILE | (none) | the secret key of the pseudonymised view; without it that view is not published |
@@ -33,6 +34,7 @@ class StreamSettings:
     replication: int = 1
     web_port: int = 0
     commit_interval: float = 1.0
+    topics_wait: float = 60.0  # seconds to wait at start for missing topics, then stop
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)  # the login (PLAINTEXT: none)
     views: str | None = None  # path of the views config (None: deploy/views.toml)
     pseudonym_key_file: str | None = None
@@ -50,6 +52,7 @@ class StreamSettings:
             partitions=int(env.get("WORKERFILE_PARTITIONS", cls.partitions)),
             replication=int(env.get("WORKERFILE_REPLICATION", cls.replication)),
             web_port=int(env.get("WORKERFILE_WEB_PORT", cls.web_port)),
+            topics_wait=float(env.get("WORKERFILE_TOPICS_WAIT", cls.topics_wait)),
             views=env.get("WORKERFILE_VIEWS") or None,
             pseudonym_key_file=env.get("WORKERFILE_PSEUDONYM_KEY_FILE") or None,
             api_tokens=env.get("WORKERFILE_API_TOKENS") or None,

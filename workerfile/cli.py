@@ -116,7 +116,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    """Create missing topics and verify existing ones, from deploy/topics.toml."""
+    """Create missing topics and verify existing ones: those of deploy/topics.toml and the
+    changelog topics of the tables of the application id."""
     from kafka.errors import KafkaError
 
     from streams.topics import ensure_topics, load_topic_specs
@@ -124,8 +125,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
     security = kafka_security(args, "topics")
     if security is None:
         return 2
+    specs = load_topic_specs(args.profile, partitions=args.partitions, app_id=args.app_id)
     try:
-        for line in ensure_topics(args.broker, load_topic_specs(args.profile, partitions=args.partitions), security):
+        for line in ensure_topics(args.broker, specs, security):
             print(line)
     except RuntimeError as err:
         print(f"workerfile topics: {err}", file=sys.stderr)
@@ -150,6 +152,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
                                        partitions=args.partitions, web_port=args.web_port, kafka=security)
+    problem = topics_not_ready(settings)
+    if problem:
+        print(f"workerfile worker: {problem}", file=sys.stderr)
+        return 2
     try:
         app = create_app(settings)
     except (OrganisationsError, ServiceRulesError) as err:  # WORKERFILE_ORGANISATIONS / _SERVICES not valid
@@ -159,6 +165,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker.spinner = None  # its handler sets the root logger to DEBUG: every library log record is built for nothing
     worker.execute_from_commandline()
     return 0
+
+
+def topics_not_ready(settings) -> str | None:
+    """None once every topic the worker uses and every changelog of its tables exists with
+    the worker's partitions (waiting up to settings.topics_wait s for missing ones); else
+    why not, with the command that creates them. Before faust starts: a changelog that
+    faust created itself while the first worker of an application id joined its group
+    could be missing from the group's metadata, and its table then failed every write."""
+    from kafka.errors import KafkaError
+
+    from streams.topics import TopicsNotReady, load_topic_specs, wait_for_topics
+
+    specs = load_topic_specs(partitions=settings.partitions, app_id=settings.app_id)
+    command = (f"workerfile topics --broker {settings.broker} --app-id {settings.app_id} "
+               f"--partitions {settings.partitions}")
+    if settings.kafka.sasl:
+        command += " (logged in as the admin user)"
+
+    def waiting(missing: list[str]) -> None:
+        print(f"workerfile worker: waiting up to {settings.topics_wait:.0f} s for {len(missing)} missing topic(s): "
+              f"{', '.join(missing)} (`{command}` creates them)", file=sys.stderr, flush=True)
+
+    try:
+        wait_for_topics(settings.broker, specs, settings.kafka, timeout=settings.topics_wait, on_wait=waiting)
+    except TopicsNotReady as err:
+        if err.missing and len(err.missing) == len(err.problems):
+            return (f"topics missing after {settings.topics_wait:.0f} s: {', '.join(err.missing)}. "
+                    f"Create them with `{command}`, then start the worker again")
+        return (f"the topics do not fit this worker: {'; '.join(err.problems)}. The worker's partitions "
+                f"(--partitions, WORKERFILE_PARTITIONS: {settings.partitions}) must be those of every topic"
+                + (f"; the missing ones are created by `{command}`" if err.missing else ""))
+    except KafkaError as err:  # unreachable, login refused
+        return f"cannot check the topics on {settings.broker}: {type(err).__name__}: {err}{_login_hint(settings.kafka, err)}"
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -546,9 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="partitions of every topic (default: deploy/topics.toml, env WORKERFILE_PARTITIONS)")
         kafka_options(p)
 
-    topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml")
+    topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml and the changelog "
+                                           "topics of the application id's tables")
     broker_options(topics)
     topics.add_argument("--profile", default="local", choices=("local", "cluster"))
+    topics.add_argument("--app-id", default=os.environ.get("WORKERFILE_APP_ID", "workerfile"),
+                        help="the stream processors' application id whose changelog topics to create "
+                             "(default workerfile, env WORKERFILE_APP_ID)")
     topics.set_defaults(func=cmd_topics)
     worker = sub.add_parser("worker", help="run the stream processors (faust worker)")
     broker_options(worker)
