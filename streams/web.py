@@ -213,6 +213,9 @@ async def json_errors(request, handler):
     return as_json_error(response)
 
 
+SERVICE_AUDIENCES = ("social_insurance", "operator")  # who may POST service.* (contract section 9)
+
+
 def register_web(app: faust.App, states, access_log: AccessLogView, audiences: Audiences, callers: Callers,
                  retraction_topic: str = "certification-events", organisations: Organisations | None = None,
                  rules: SubsidyRules = DEFAULT_RULES) -> None:
@@ -337,6 +340,13 @@ def register_web(app: faust.App, states, access_log: AccessLogView, audiences: A
                 return self.error(403, "forbidden", indexes=foreign[:100],
                                   message="nothing was sent: a caller may only send events whose source is its own "
                                           f"organisation code ({caller.org})")
+            handling = [i for i, item in enumerate(items) if isinstance(item, dict)
+                        and str(item.get("type", "")).startswith("service.")]
+            if handling and caller.audience not in SERVICE_AUDIENCES:
+                return self.error(403, "forbidden", indexes=handling[:100],
+                                  message="nothing was sent: services (service.claimed, service.decided, "
+                                          "service.paid) are handled by social-insurance bureaus only "
+                                          f"(audience social_insurance; this caller's is {caller.audience})")
             events, errors = [], []
             for index, item in enumerate(items):
                 checked = validate_event(item, organisations=organisations)
