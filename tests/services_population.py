@@ -23,9 +23,9 @@ def _event(kind: str, ssn: str, sid: str, day: str, source: str, payload: dict, 
             "payload": {"service_id": sid, **payload}}
 
 
-def service_events(files: list[dict], double_every: int = 7) -> list[dict]:
+def service_events(files: list[dict], double_every: int = 7, steps: tuple[str, ...] = STEPS) -> list[dict]:
     """The service events that take the n-th grant of `files` (in their order) to
-    STEPS[n % 5], claimed a month after its certificate's issue by BUREAU in the worker's
+    steps[n % len(steps)] (a status of STEPS), claimed a month after its certificate's issue by BUREAU in the worker's
     card region (440305 without a card); every `double_every`-th claimed grant is also
     claimed by BUREAU_2 a week later (the second claim loses)."""
     events: list[dict] = []
@@ -34,7 +34,7 @@ def service_events(files: list[dict], double_every: int = 7) -> list[dict]:
         issued = {c["certificate_no"]: c["issued_on"] for c in file["certificates"]}
         region = (file.get("card") or {}).get("region") or "440305"
         for grant in file["services"]["skill_upgrade_subsidy"]:
-            step, n = STEPS[n % len(STEPS)], n + 1
+            step, n = steps[n % len(steps)], n + 1
             if step == "offered":
                 continue
             ssn, sid = file["ssn"], grant["service_id"]
