@@ -155,11 +155,7 @@ class StatsStore(ABC):
         the totals, and the next offset of each partition in `offsets` (never moved back).
         `written` counts files applied, `deleted` tombstones that removed a worker,
         `ignored` the rest (older or repeated records, tombstones of absent workers)."""
-        if self.definitions != st.DEFINITIONS:
-            raise StatsStoreOutdated(
-                f"this statistics database was counted with definitions version {self.definitions}, this "
-                f"workerfile counts with version {st.DEFINITIONS}: rebuild it from worker-files into a fresh "
-                "database (workerfile stats follow --db NEW), then point the server at it")
+        self.check_definitions()
         changes = list(changes)
         latest = latest_per_worker(changes)
         now = utc_now().isoformat(timespec="microseconds")
@@ -198,6 +194,15 @@ class StatsStore(ABC):
             raise
         result.ignored = len(changes) - result.written - result.deleted
         return result
+
+    def check_definitions(self) -> None:
+        """StatsStoreOutdated unless the stored contributions were counted with this
+        version's definitions."""
+        if self.definitions != st.DEFINITIONS:
+            raise StatsStoreOutdated(
+                f"this statistics database was counted with definitions version {self.definitions}, this "
+                f"workerfile counts with version {st.DEFINITIONS}: rebuild it from worker-files into a fresh "
+                "database (workerfile stats follow --db NEW), then point the server at it")
 
     def _stored(self, ssns: list[str]) -> dict[str, tuple[int, str]]:
         found: dict[str, tuple[int, str]] = {}
@@ -386,5 +391,6 @@ def follow(store: StatsStore, bootstrap: str, group: str = DEFAULT_GROUP, once: 
     the Kafka login (streams.kafka_security.KafkaSecurity; default: the environment)."""
     from sinks.runner import run_sink
 
+    store.check_definitions()  # before reading anything
     return run_sink(store, bootstrap, group=group, once=once, batch_size=batch_size,  # type: ignore[arg-type]
                     handle_signals=handle_signals, security=security)
