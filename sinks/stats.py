@@ -19,8 +19,8 @@ Tables (next to the sink's, in the same database or another one):
         the sink's table, shared: the stats consumer stores its offsets under its own
         group name (default `workerfile-stats`).
 
-A store counted with other definitions than this version's is refused by `apply`
-(StatsStoreOutdated): its stored contributions are no longer what `contribution` gives,
+A store counted with other definitions than this version's is refused by `apply` and
+`follow` (StatsStoreOutdated): its stored contributions are no longer what `contribution` gives,
 so adding new contributions to them would not sum to a recount. Rebuild it from
 `worker-files` into a fresh database (`workerfile stats follow --db NEW`); `GET /stats`
 still answers from it, saying so in `meta.definitions`.
