@@ -311,7 +311,7 @@ def cmd_stats_show(args: argparse.Namespace) -> int:
 def cmd_stats_follow(args: argparse.Namespace) -> int:
     """Keep the stats store up to date from worker-files (offsets stored with the totals)."""
     from sinks.runner import SinkError
-    from sinks.stats import follow
+    from sinks.stats import StatsStoreOutdated, follow
 
     security = kafka_security(args, "stats follow")
     if security is None:
@@ -326,6 +326,9 @@ def cmd_stats_follow(args: argparse.Namespace) -> int:
         except SinkError as err:
             print(f"workerfile stats follow: stopped: {err}", file=sys.stderr)
             return 2
+        except StatsStoreOutdated as err:
+            print(f"workerfile stats follow: {err}", file=sys.stderr)
+            return 1
         except Exception as err:  # the broker unreachable, the database gone
             print(f"workerfile stats follow: failed: {type(err).__name__}: {err}{_login_hint(security, err)}",
                   file=sys.stderr)
@@ -340,7 +343,8 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from sinks.stats import open_stats_store
+    from processors import stats as st
+    from sinks.stats import StatsStoreOutdated, open_stats_store
     from sinks.stats_web import Follower, make_server, serve_in_thread
 
     security = kafka_security(args, "stats serve") if args.follow else None
@@ -349,6 +353,13 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     store = _stats_open(args, "serve")
     if store is None:
         return 1
+    if args.follow and store.definitions != st.DEFINITIONS:
+        try:
+            store.check_definitions()
+        except StatsStoreOutdated as err:
+            print(f"workerfile stats serve --follow: {err}", file=sys.stderr)
+            store.close()
+            return 1
     try:
         server = make_server(store, args.host, args.port, min_cell=args.min_cell, group=args.group)
     except OSError as err:
