@@ -17,8 +17,8 @@ from fastavro.utils import generate_many
 from pydantic import BaseModel
 
 from schemas.avro import (
-    NAMESPACE, SCHEMA_DIR, TIMESTAMP_DOC, check_backward_compatible, generate_schemas, load_schemas, model_schema,
-    released_versions, render, stale_files, write_schemas,
+    NAMESPACE, SCHEMA_DIR, TIMESTAMP_DOC, check_backward_compatible, generate_schema_set, generate_schemas, inline,
+    load_definitions, load_schemas, model_schema, released_versions, render, stale_files, wire_names, write_schemas,
 )
 from schemas.events import EVENT_CLASSES, SkillLevel
 from streams.codec import schema_fingerprint
@@ -63,16 +63,94 @@ def test_committed_schemas_are_what_the_models_generate():
 def test_drift_is_detected(tmp_path):
     write_schemas(tmp_path)
     assert stale_files(tmp_path) == []
-    schema = json.loads((tmp_path / "WorkerFile.avsc").read_text())
+    schema = json.loads((tmp_path / f"{NAMESPACE}.WorkerFile.avsc").read_text())
     schema["fields"] = [f for f in schema["fields"] if f["name"] != "training_hours"]
-    (tmp_path / "WorkerFile.avsc").write_text(render(schema))
-    (tmp_path / "Gone.avsc").write_text("{}")
-    (tmp_path / "ServiceEvent.avsc").unlink()
-    assert stale_files(tmp_path) == ["Gone", "ServiceEvent", "WorkerFile"]
+    (tmp_path / f"{NAMESPACE}.WorkerFile.avsc").write_text(render(schema))
+    (tmp_path / f"{NAMESPACE}.Gone.avsc").write_text("{}")
+    (tmp_path / f"{NAMESPACE}.SubsidyGrant.avsc").unlink()
+    assert stale_files(tmp_path) == [f"{NAMESPACE}.Gone", f"{NAMESPACE}.SubsidyGrant", f"{NAMESPACE}.WorkerFile"]
 
 
 def test_generation_is_deterministic():
     assert {n: render(s) for n, s in generate_schemas().items()} == {n: render(s) for n, s in generate_schemas().items()}
+
+
+# --- the schema set: every named type defined once ---------------------------------------------
+
+WIRE_RECORDS = ["AccessLogEntry", "Event", "OperatorCommand", "RejectedEvent", "ServiceEvent", "WorkerFile",
+                "WorkerFileChange"]
+
+
+def _definitions_in(schema, found: list[str]) -> None:
+    """The full names of every named type a self-contained schema defines, repeats included."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _definitions_in(branch, found)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed"):
+            found.append(schema["name"])
+            for field in schema.get("fields", []):
+                _definitions_in(field["type"], found)
+        else:
+            for key in ("type", "items", "values"):
+                if key in schema:
+                    _definitions_in(schema[key], found)
+
+
+def test_every_named_type_has_its_own_file_and_is_defined_once():
+    files = sorted(SCHEMA_DIR.glob("*.avsc"))
+    definitions = load_definitions(SCHEMA_DIR)
+    assert [p.stem for p in files] == list(definitions)
+    found: list[str] = []
+    for path in files:
+        _definitions_in(json.loads(path.read_text()), found)
+    assert sorted(found) == sorted(d["name"] for d in definitions.values()), "a named type is defined twice"
+    assert all(d["namespace"] == NAMESPACE for d in definitions.values())
+
+
+def test_the_records_written_on_kafka_are_those_no_type_refers_to():
+    assert [n.rpartition(".")[2] for n in wire_names(load_definitions(SCHEMA_DIR))] == WIRE_RECORDS
+    assert sorted(load_schemas(SCHEMA_DIR)) == WIRE_RECORDS
+
+
+def test_inlining_the_set_gives_the_self_contained_schemas_of_the_models():
+    definitions = generate_schema_set()
+    for name, schema in generate_schemas().items():
+        assert inline(f"{NAMESPACE}.{name}", definitions) == schema, name
+
+
+def test_fastavro_loads_a_record_of_the_set_from_its_file():
+    """What an integrator does in Python: fastavro finds the other types by <full name>.avsc."""
+    for name, schema in load_schemas(SCHEMA_DIR).items():
+        loaded = fastavro.schema.load_schema(str(SCHEMA_DIR / f"{NAMESPACE}.{name}.avsc"))
+        assert schema_fingerprint(loaded) == schema_fingerprint(schema), name
+
+
+def test_a_type_defined_inside_another_or_a_misnamed_file_is_refused(tmp_path):
+    write_schemas(tmp_path)
+    grant = json.loads((tmp_path / f"{NAMESPACE}.SubsidyGrant.avsc").read_text())
+    services = json.loads((tmp_path / f"{NAMESPACE}.Services.avsc").read_text())
+    services["fields"][0]["type"]["items"] = {k: v for k, v in grant.items() if k != "namespace"}
+    (tmp_path / f"{NAMESPACE}.Services.avsc").write_text(render(services))
+    with pytest.raises(ValueError, match="SubsidyGrant is defined inside another type"):
+        load_schemas(tmp_path)
+    write_schemas(tmp_path)
+    (tmp_path / f"{NAMESPACE}.Card.avsc").rename(tmp_path / f"{NAMESPACE}.IdCard.avsc")
+    with pytest.raises(ValueError, match="defines cn.workerfile.Card"):
+        load_schemas(tmp_path)
+    write_schemas(tmp_path)
+    (tmp_path / "Card.avsc").write_text("{}")
+    with pytest.raises(ValueError, match="one layout or the other"):
+        load_schemas(tmp_path)
+
+
+def test_releases_1_and_2_define_types_several_times_hence_a_new_layout():
+    """Why release 3 is a schema set: in the old folders one type is defined in several files
+    (avro-maven-plugin 1.12.0: `Can't redefine: cn.workerfile.SubsidyGrant`)."""
+    found: list[str] = []
+    for schema in released_versions()["1"].values():
+        _definitions_in(schema, found)
+    assert found.count("SubsidyGrant") == 2 and found.count("SkillLevel") >= 2
 
 
 # --- the mapping ----------------------------------------------------------------------------

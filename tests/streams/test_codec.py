@@ -8,7 +8,6 @@ import base64
 import copy
 import datetime as dt
 import io
-import json
 import struct
 
 import fastavro
@@ -184,7 +183,7 @@ def test_an_integrator_decodes_with_the_committed_schema_file():
     raw = {"event_id": "e1", "type": "honor.awarded", "ssn": "11010519491231002X", "occurred_at": "2024-05-01T10:00:00+08:00",
            "source": "914403001922038216", "payload": {"title": "model_worker", "awarded_on": "2024-05-01"}}
     data = encode_event(validate_event(raw, NOW))
-    schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / "Event.avsc").read_text()))
+    schema = fastavro.schema.load_schema(str(SCHEMA_DIR / "cn.workerfile.Event.avsc"))  # and the types it refers to
     canonical = fastavro.schema.to_parsing_canonical_form(schema).encode()
     assert data[:2] == b"\xc3\x01" and data[2:10] == struct.pack("<Q", crc64_avro(canonical))
     record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema)
