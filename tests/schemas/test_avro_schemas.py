@@ -9,18 +9,19 @@ import datetime as dt
 import io
 import json
 import random
-from typing import Literal
+from typing import Literal, get_args
 
 import fastavro
 import pytest
 from fastavro.utils import generate_many
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from schemas.avro import (
     NAMESPACE, SCHEMA_DIR, TIMESTAMP_DOC, check_backward_compatible, generate_schema_set, generate_schemas, inline,
     load_definitions, load_schemas, model_schema, released_versions, render, stale_files, wire_names, write_schemas,
 )
 from schemas.events import EVENT_CLASSES, SkillLevel
+from schemas.outputs import FILE_SECTIONS, ChangedSection, WorkerFileChange
 from streams.codec import schema_fingerprint
 
 # The fingerprints of every released version. A released schema is never edited: a new
@@ -40,6 +41,15 @@ RELEASED_FINGERPRINTS = {
         "RejectedEvent": "aa866c8b5d1ba751",
         "ServiceEvent": "23880e0a5ed1bc07",
         "WorkerFile": "6e981f98e49e1f96",
+        "WorkerFileChange": "71e50b51796d15fe",
+    },
+    "3": {  # one file per named type; WorkerFile: version; WorkerFileChange: the ChangedSection values (doc only)
+        "AccessLogEntry": "1bd6b492ad3e88fd",
+        "Event": "7aa9d577f9c61fd0",
+        "OperatorCommand": "2319ed6b9e020bfa",
+        "RejectedEvent": "aa866c8b5d1ba751",
+        "ServiceEvent": "23880e0a5ed1bc07",
+        "WorkerFile": "933f8ecaef359577",
         "WorkerFileChange": "71e50b51796d15fe",
     },
 }
@@ -193,6 +203,42 @@ def test_output_schemas_map_dates_enums_and_strings():
     assert _field(rejected, "input_encoding") == {"name": "input_encoding", "type": "string", "default": "utf-8"}
     assert _field(rejected, "input")["type"] == "string"
     assert "doc" in rejected and "doc" in file
+
+
+def test_a_file_carries_the_version_of_its_change():
+    file = generate_schemas()["WorkerFile"]
+    assert _field(file, "version")["type"] == ["null", "long"] and _field(file, "version")["default"] is None
+    assert "WorkerFileChange" in _field(file, "version")["doc"]
+    assert "version" not in FILE_SECTIONS  # a new version is no change of a section
+
+
+def test_changed_sections_are_strings_whose_symbols_are_listed():
+    change = generate_schemas()["WorkerFileChange"]
+    items = _field(change, "changed_sections")["type"]["items"]
+    assert items == {"type": "string", "x-symbols": [*FILE_SECTIONS, "erased", "merged"]}
+    assert list(get_args(ChangedSection)) == items["x-symbols"]
+    assert "x-symbols" in _field(change, "changed_sections")["doc"]
+    WorkerFileChange.model_validate({"ssn": "x", "version": 1, "changed_sections": ["erased"], "event_ids": []})
+    with pytest.raises(ValidationError):
+        WorkerFileChange.model_validate({"ssn": "x", "version": 1, "changed_sections": ["salary"], "event_ids": []})
+
+
+def test_why_changed_sections_is_no_avro_enum(seeded_random):
+    """An enum would not read the strings releases 1 and 2 wrote: Avro resolves no string
+    to an enum (our check, fastavro and Java's SchemaCompatibility agree: INCOMPATIBLE)."""
+    released = released_versions()["2"]["WorkerFileChange"]
+    as_enum = copy.deepcopy(load_schemas(SCHEMA_DIR)["WorkerFileChange"])
+    items = _field(as_enum, "changed_sections")["type"]
+    items["items"] = {"type": "enum", "name": "ChangedSection", "symbols": items["items"]["x-symbols"]}
+    assert check_backward_compatible(released, as_enum) == [
+        "WorkerFileChange.changed_sections[]: type changed from string to ChangedSection"]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(released), {
+        "ssn": "x", "version": 1, "changed_sections": ["erased"], "event_ids": []})
+    body.seek(0)
+    with pytest.raises(fastavro.read.SchemaResolutionError):
+        fastavro.schemaless_reader(body, fastavro.parse_schema(released), fastavro.parse_schema(as_enum))
+    assert check_backward_compatible(released, load_schemas(SCHEMA_DIR)["WorkerFileChange"]) == []
 
 
 class Part(BaseModel):
