@@ -145,7 +145,7 @@ def published(secured_kafka, worker, population):
     """Waits until the worker has published every file and every grant (read as admin)."""
     admin = as_admin(secured_kafka)
     try:
-        wait_for(lambda: latest_files(secured_kafka.bootstrap, security=admin) == population["files"], CONVERGE,
+        wait_for(lambda: latest_files(secured_kafka.bootstrap, security=admin, versions=False) == population["files"], CONVERGE,
                  interval=2, what="every worker's file on worker-files")
         wait_for(lambda: len(decoded(secured_kafka.bootstrap, "worker-services", security=admin))
                  >= population["grants"], 60, what="the grants on worker-services")
