@@ -241,6 +241,7 @@ def test_the_operators_sinks_read_worker_files(secured_kafka, published, populat
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(db) as conn:
         rows = {ssn: json.loads(document) for ssn, document in conn.execute("select ssn, document from worker_files")}
+    assert all(isinstance(row.pop("version"), int) for row in rows.values())  # the published file's change version
     assert rows == expected
     stats_db = tmp_path / "stats.sqlite3"
     follow = workerfile("stats", "follow", "--once", "--db", str(stats_db), "--broker", kafka.bootstrap,
