@@ -8,9 +8,9 @@ the tests do so for every file they build. The Avro schemas are generated from t
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import CertificateKind, ContractType, EndReason, HonorTitle, Scheme, SkillLevel
 
@@ -155,12 +155,25 @@ class WorkerFile(Frozen):
     services: Services
     issues: list[FileIssue]
     applied_events: int
+    version: int | None = Field(None, description=(
+        "The version of the change that published this file on worker-files: the `version` of the "
+        "WorkerFileChange of the same ssn on worker-file-changes, so that a file is tied to its change event "
+        "(ssn, version). Null (absent in JSON) in files written with schema releases 1 and 2, in the output of "
+        "the offline fold (`workerfile fold`) and in the answers of the HTTP API, which derive the file from the "
+        "events rather than publish it."))
 
 
-FILE_SECTIONS: tuple[str, ...] = (
+FileSection = Literal[
     "aliases", "card", "employments", "current_employers", "trainings", "training_hours",
     "certificates", "highest_skill_level", "insurance", "honors", "services", "issues", "applied_events",
-)
+]
+FILE_SECTIONS: tuple[str, ...] = get_args(FileSection)
+"""The sections of a file whose change a WorkerFileChange reports (every field of the file
+but ssn, birth_date, sex, which never change, and version)."""
+
+ChangedSection = Literal[FileSection, Literal["erased", "merged"]]
+"""What `changed_sections` may hold: a section, or `erased` / `merged` alone when an
+operator removed the file or merged it into another (its tombstone follows)."""
 
 
 class WorkerFileChange(Frozen):
@@ -168,7 +181,11 @@ class WorkerFileChange(Frozen):
 
     ssn: str
     version: int
-    changed_sections: list[str]
+    changed_sections: list[ChangedSection] = Field(description=(
+        "The sections of the file that changed, in the file's order (every section for a new file), or `erased` "
+        "or `merged` alone when an operator erased the file or merged it into another (then a tombstone follows "
+        "on worker-files). The values are listed in `x-symbols` of the items: an Avro string, not an enum, because "
+        "releases 1 and 2 wrote strings and Avro resolves no string to an enum."))
     event_ids: list[str]
 
 

@@ -212,13 +212,15 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
 def publish_file(out: Folded, applied: list[str], audiences: Audiences | None,
                  rules: SubsidyRules = DEFAULT_RULES) -> None:
     """Derive the file of `out.state` and add what to publish: the file, a change event
-    if it changed, the views it changed, the service events of what changed."""
+    if it changed, the views it changed, the service events of what changed. The file
+    published carries the version of its change event (the derived file, as the offline
+    fold's, has none)."""
     state = out.state
     file = derive_file(state, rules)
     changed = record_change(state, file)
     key = state.ssn.encode()
     if changed:
-        out.records.append(Record(WORKER_FILES, key, codec.encode("WorkerFile", file)))
+        out.records.append(Record(WORKER_FILES, key, codec.encode("WorkerFile", {**file, "version": state.version})))
         change = {"ssn": state.ssn, "version": state.version, "changed_sections": changed, "event_ids": applied}
         out.records.append(Record(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change)))
         out.records.extend(view_output(state.ssn, file, changed, state, audiences))

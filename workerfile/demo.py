@@ -87,7 +87,7 @@ def run_demo(workers: int = 200, seed: int = 7, keep: bool = False, data_dir: st
         say("5/5 waiting for every file (checked against the offline fold) ...")
         deadline = time.monotonic() + timeout
         while True:
-            files = latest_files(kafka.bootstrap)
+            files = latest_files(kafka.bootstrap, versions=False)
             done = sum(1 for ssn, f in expected.items() if files.get(ssn) == f)
             say(f"    {done}/{len(expected)} files up to date")
             if done == len(expected):
