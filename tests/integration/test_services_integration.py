@@ -20,7 +20,7 @@ def changes_of(bootstrap: str, sid: str) -> list[tuple[str | None, str]]:
 
 
 def grant_on_file(bootstrap: str) -> dict | None:
-    f = latest_files(bootstrap).get(SSN_A)
+    f = latest_files(bootstrap, versions=False).get(SSN_A)
     grants = f["services"]["skill_upgrade_subsidy"] if f else []
     return grants[0] if grants else None
 
@@ -46,7 +46,7 @@ def test_a_grant_claimed_by_two_bureaus_is_handled_once_and_paid(kafka, workers)
     publish(bootstrap, [approval, payment])
     everything = base + [later, earlier, by_other, approval, payment]
     expected = expected_files(everything)
-    wait_for(lambda: latest_files(bootstrap) == expected, 180, interval=2, what="the file of the offline fold")
+    wait_for(lambda: latest_files(bootstrap, versions=False) == expected, 180, interval=2, what="the file of the offline fold")
     grant = expected[SSN_A]["services"]["skill_upgrade_subsidy"][0]
     assert (grant["status"], grant["claim"]["region"], grant["amount_cny"]) == ("paid", "310115", 1000)
     issues = {(i["code"], i["event_id"]) for i in expected[SSN_A]["issues"]}
@@ -76,3 +76,36 @@ def test_post_events_takes_service_events_from_bureaus_only(kafka, tmp_path):
         assert status == 422 and body["errors"][0]["field"] == "payload.service_id", body
     finally:
         proc.kill()
+
+
+def test_the_annual_limit_unknown_and_late_claims_and_notices_on_the_stream(kafka, workers):
+    from tests.conftest import EMPLOYER_A, make_event
+    from tests.processors.test_services import annual, job
+    bootstrap = kafka.bootstrap
+    unknown = claim(sid="00000000-0000-5000-8000-00000000000f")
+    late = claim("2024-06-01")  # the grant of S0 (OCC junior, issued 2023-05-20) is due by 2024-05-20
+    first = ELIGIBLE + annual(5) + [unknown, late, job(written=False)]
+    workers()
+    publish(bootstrap, first)
+    wait_for(lambda: latest_files(bootstrap, versions=False) == expected_files(first), 180, interval=2, what="the first file")
+    f = expected_files(first)[SSN_A]
+    statuses = sorted(g["status"] for g in f["services"]["skill_upgrade_subsidy"])
+    assert statuses == ["claimed", "offered", "offered", "over_annual_limit", "over_annual_limit"]
+    assert {i["code"] for i in f["issues"]} == {"claim_without_grant", "claimed_after_deadline"}
+    ended = make_event("employment.ended", source=EMPLOYER_A,
+                       payload={"employer": EMPLOYER_A, "end_date": "2023-06-30", "reason": "resigned"})
+    publish(bootstrap, [ended])
+    everything = first + [ended]
+    wait_for(lambda: latest_files(bootstrap, versions=False) == expected_files(everything), 180, interval=2, what="the job ended")
+
+    def notices():
+        return [(s["status_before"], s["status"], s["notice"]["code"]) for s in decoded(bootstrap, WORKER_SERVICES)
+                if s["service"] == "notice"]
+    wait_for(lambda: len(notices()) == 2, 60, interval=2, what="the notice resolved")
+    assert notices() == [(None, "open", "no_written_contract"), ("open", "resolved", "no_written_contract")]
+    last: dict[str, str] = {}
+    for s in decoded(bootstrap, WORKER_SERVICES):
+        if s["service"] == "skill_upgrade_subsidy":
+            last[s["service_id"]] = s["status"]
+    grants = {g["service_id"]: g["status"] for g in f["services"]["skill_upgrade_subsidy"]}
+    assert last == grants  # the last event of each grant carries its status on the file
