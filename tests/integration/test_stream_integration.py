@@ -52,7 +52,10 @@ def assert_files_equal(bootstrap: str, expected: dict[str, dict], timeout: float
 
 
 def grants_published(bootstrap: str) -> collections.Counter:
-    return collections.Counter(s["service_id"] for s in decoded(bootstrap, "worker-services"))
+    """How many times each grant was announced (its first service event, status_before
+    null; later events are status changes, and notices are not grants)."""
+    return collections.Counter(s["service_id"] for s in decoded(bootstrap, "worker-services")
+                               if s["service"] == "skill_upgrade_subsidy" and s["status_before"] is None)
 
 
 def expected_grant_count(expected: dict[str, dict]) -> int:
