@@ -32,6 +32,7 @@ def test_a_grant_claimed_by_two_bureaus_is_handled_once_and_paid(kafka, workers)
     earlier = claim("2023-06-01", source=BUREAU_2, region="310115")
     by_other = decide("refused", "2023-06-10", source=BUREAU)  # not the winning claim's bureau: no effect
     approval, payment = decide("approved", "2023-06-20", source=BUREAU_2), pay(1000, "2023-07-15", source=BUREAU_2)
+    again = pay(1000, "2023-08-15", source=BUREAU_2)  # paid a second time: service_paid_twice
     worker = workers(name="w")
     publish(bootstrap, base)
     wait_for(lambda: changes_of(bootstrap, SID) == [(None, "offered")], 180, interval=2, what="the grant offered")
@@ -43,14 +44,15 @@ def test_a_grant_claimed_by_two_bureaus_is_handled_once_and_paid(kafka, workers)
     workers(name="w")
     wait_for(lambda: (grant_on_file(bootstrap) or {}).get("claim", {}).get("source") == BUREAU_2, 180, interval=2,
              what="the earlier claim winning")
-    publish(bootstrap, [approval, payment])
-    everything = base + [later, earlier, by_other, approval, payment]
+    publish(bootstrap, [approval, payment, again])
+    everything = base + [later, earlier, by_other, approval, payment, again]
     expected = expected_files(everything)
     wait_for(lambda: latest_files(bootstrap, versions=False) == expected, 180, interval=2, what="the file of the offline fold")
     grant = expected[SSN_A]["services"]["skill_upgrade_subsidy"][0]
     assert (grant["status"], grant["claim"]["region"], grant["amount_cny"]) == ("paid", "310115", 1000)
     issues = {(i["code"], i["event_id"]) for i in expected[SSN_A]["issues"]}
-    assert issues == {("service_claimed_twice", later["event_id"]), ("service_handled_by_other", by_other["event_id"])}
+    assert issues == {("service_claimed_twice", later["event_id"]), ("service_handled_by_other", by_other["event_id"]),
+                      ("service_paid_twice", again["event_id"])}
     wait_for(lambda: changes_of(bootstrap, SID)[-1:] == [("approved", "paid")] or
              changes_of(bootstrap, SID)[-1:] == [("claimed", "paid")], 120, interval=2, what="the payment announced")
     changes = changes_of(bootstrap, SID)
