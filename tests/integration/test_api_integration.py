@@ -115,7 +115,7 @@ def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path, request, acc
     expected = {f["ssn"]: f for f in fold_lines([orjson.dumps(i) for i in items]).files()}
     for ssn, file in expected.items():
         for proc in (first, second):
-            wait_for(lambda: call("GET", f"{proc.base_url}/workers/{ssn}")[1] == file, 120,
+            wait_for(lambda: call("GET", f"{proc.base_url}/workers/{ssn}")[1] == file, 240,  # two workers rebalancing
                      what="the file from either worker")
     # the access log too, asked once of each (no waiting): every read on worker-access-log
     # up to the request, so the second answer is the first plus the first's own read
