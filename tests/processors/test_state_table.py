@@ -166,11 +166,7 @@ def fold_with_crashes(events, batch: int, cuts) -> tuple[dict[str, dict], int]:
     ssns, torn = set(), 0
 
     def apply(writes):
-        for key, value in writes:
-            if value is None:
-                table.pop(key, None)
-            else:
-                table[key] = value
+        apply_writes(table, writes)
 
     for i in range(0, len(events), batch):
         chunk = [e for e in (envelope(x) for x in events[i:i + batch]) if not isinstance(e, dict)]
