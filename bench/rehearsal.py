@@ -382,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. sizes and the check
         r["rocksdb"] = [dir_bytes(w.data_dir) for w in workers]
-        topics = sorted(s.name for s in specs)
+        from kafka import KafkaConsumer
+
+        lister = KafkaConsumer(bootstrap_servers=bootstrap)
+        topics = sorted(t for t in lister.topics() if not t.startswith("__"))  # also the views made on demand
+        lister.close()
         counts = topic_records(bootstrap, topics)
         r["topics"] = {t: (counts.get(t, 0), topic_disk_bytes(kafka.data_dir, t)) for t in topics}
         mismatched = [k for k, v in expected.items() if files["latest"].get(k) != v]
