@@ -207,3 +207,31 @@ def broker_pid(kafka) -> int | None:
         return int((Path(kafka.data_dir) / "kafka.pid").read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+class SourceProgress:
+    """How far the group has committed on the source topics: a consumer of the group's id
+    that never joins it (no subscribe, no poll), asking only for its committed offsets."""
+
+    def __init__(self, bootstrap: str, group: str, topics):
+        from kafka import KafkaConsumer
+        from kafka import TopicPartition as KTP
+
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        self.tps = [KTP(t, p) for t in topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+        self.begin = self.consumer.beginning_offsets(self.tps)
+
+    def end_offsets(self) -> dict:
+        return self.consumer.end_offsets(self.tps)
+
+    def __call__(self) -> tuple[int, int]:
+        """(messages the group has committed, messages in the source topics)."""
+        end = self.consumer.end_offsets(self.tps)
+        done = 0
+        for tp in self.tps:
+            committed = self.consumer.committed(tp) if end[tp] > self.begin[tp] else None
+            done += max(0, (committed if committed is not None else self.begin[tp]) - self.begin[tp])
+        return done, sum(end[tp] - self.begin[tp] for tp in self.tps)
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -74,8 +74,8 @@ from streams.topics import (EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WOR
                             ensure_topics, load_topic_specs)
 from workerfile.population import Orgs, add_anomalies, make_worker_ssn, population_registry, worker_career  # noqa: E402
 
-from benchlib import (ProcSampler, broker_pid, dir_bytes, load_text, mib, say, topic_disk_bytes,  # noqa: E402
-                      topic_records)
+from benchlib import (ProcSampler, SourceProgress, broker_pid, dir_bytes, load_text, mib, say,  # noqa: E402
+                      topic_disk_bytes, topic_records)
 
 SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)  # what the worker consumes
 RETRACTIONS = "certification-events"  # EventProducer's default topic of event.retracted
@@ -212,31 +212,6 @@ class Sender:
 
 
 # ------------------------------------------------------------------ progress of the workers
-class SourceProgress:
-    """How far the group has committed on the source topics: a consumer of the group's id
-    that never joins it (no subscribe, no poll), asking only for its committed offsets."""
-
-    def __init__(self, bootstrap: str, group: str):
-        from kafka import KafkaConsumer
-        from kafka import TopicPartition as KTP
-
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        self.tps = [KTP(t, p) for t in SOURCES for p in sorted(self.consumer.partitions_for_topic(t) or ())]
-        self.begin = self.consumer.beginning_offsets(self.tps)
-
-    def __call__(self) -> tuple[int, int]:
-        """(messages the group has committed, messages in the source topics)."""
-        end = self.consumer.end_offsets(self.tps)
-        done = 0
-        for tp in self.tps:
-            committed = self.consumer.committed(tp) if end[tp] > self.begin[tp] else None
-            done += max(0, (committed if committed is not None else self.begin[tp]) - self.begin[tp])
-        return done, sum(end[tp] - self.begin[tp] for tp in self.tps)
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 async def read_latest_files(bootstrap: str, keys: set[bytes] | None, partitions: int) -> dict:
     """worker-files from its beginning to its end: the latest value of each key in `keys`
     (all keys when None), the number of records and the latest append time (ms)."""
@@ -365,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"started {args.processes} worker(s) (app id {app_id}); {r['load_start']}")
         deadline = time.monotonic() + timeout
         next_say = time.monotonic() + args.progress_every
-        source_progress = SourceProgress(bootstrap, app_id)
+        source_progress = SourceProgress(bootstrap, app_id, SOURCES)
         while True:
             for w in workers:
                 if not w.running:
@@ -407,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. sizes and the check
         r["rocksdb"] = [dir_bytes(w.data_dir) for w in workers]
-        topics = sorted(s.name for s in specs)
+        from kafka import KafkaConsumer
+
+        lister = KafkaConsumer(bootstrap_servers=bootstrap)
+        topics = sorted(t for t in lister.topics() if not t.startswith("__"))  # also the views made on demand
+        lister.close()
         counts = topic_records(bootstrap, topics)
         r["topics"] = {t: (counts.get(t, 0), topic_disk_bytes(kafka.data_dir, t)) for t in topics}
         mismatched = [k for k, v in expected.items() if files["latest"].get(k) != v]

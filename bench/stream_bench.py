@@ -493,6 +493,11 @@ _CATEGORIES = (
      ("faust/transport/consumer.py", "faust/transport/conductor.py", "faust/streams.py", "aiokafka/consumer/",
       "Fetcher.", "faust/channels.py")),
     ("batch shell: the rest of BatchProcessor._process (gather, place, cache)", ("BatchProcessor._process (",)),
+    ("sending, in a resumed coroutine (faust Topic.publish_message, Producer.send, aiokafka accumulator)",
+     ("Topic.publish_message (", "Producer.send (faust", "AIOKafkaProducer.send (", "MessageAccumulator.",
+      "ProducerBuffer.")),
+    ("the event loop itself: Handle._run, _run_once, call_soon, futures, wait_for", ("Handle._run (asyncio",
+                                                                                     "BaseEventLoop.", "tasks.py)")),
 )
 
 
