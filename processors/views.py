@@ -131,26 +131,35 @@ def _omit(value, path: list[str]) -> None:
 
 
 def view_of(file: dict, view: View, org: str | None = None, key: bytes | None = None) -> dict | None:
-    """What `view` shows of a derived file (a new dict), for a reader of organisation
-    `org`; None when the view is scoped to the reader's own records and it has none."""
+    """What `view` shows of a derived file, for a reader of organisation `org`; None when
+    the view is scoped to the reader's own records and it has none. A new dict whose
+    sections are `file`'s own objects, except those an `omit` path changes (copied
+    first): read it or encode it, do not change it."""
     if not view.fields:
         return None
+    copied = {path.split(".")[0] for path in view.omit}  # the sections `omit` changes
+
+    def section(name: str):
+        return copy.deepcopy(file[name]) if name in copied else file[name]
+
     if "*" in view.fields:
-        return copy.deepcopy(file)
-    out: dict = {}
-    for name in view.fields:
-        if name == "pseudonym":
-            if key is None:
-                raise ViewConfigError(f"views.{view.name}: a pseudonym needs the pseudonym key")
-            out[name] = pseudonym(file["ssn"], key)
-        elif name == "birth_year":
-            out[name] = int(str(file["birth_date"])[:4])
-        elif name in view.own:
-            out[name] = [copy.deepcopy(item) for item in file[name] if item.get("source") == org]
-        else:
-            out[name] = copy.deepcopy(file[name])
-    if view.own and not any(out[name] for name in view.own):
-        return None
+        out = {name: section(name) for name in file}
+    else:
+        out = {}
+        for name in view.fields:
+            if name == "pseudonym":
+                if key is None:
+                    raise ViewConfigError(f"views.{view.name}: a pseudonym needs the pseudonym key")
+                out[name] = pseudonym(file["ssn"], key)
+            elif name == "birth_year":
+                out[name] = int(str(file["birth_date"])[:4])
+            elif name in view.own:
+                out[name] = [copy.deepcopy(item) if name in copied else item
+                             for item in file[name] if item.get("source") == org]
+            else:
+                out[name] = section(name)
+        if view.own and not any(out[name] for name in view.own):
+            return None
     for path in view.omit:
         _omit(out, path.split("."))
     return out

@@ -51,13 +51,13 @@ from streams.batch_processor import BatchProcessor
 from streams.handler import Audiences
 from streams.settings import StreamSettings
 from streams.topics import (
-    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_SERVICES,
+    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_SERVICES, changelog_topic,
 )
 from streams.web import register_web
 
 log = logging.getLogger("workerfile.stream")
 BATCH_MAX = 4000
-PRODUCER_BUFFER = 2 * BATCH_MAX  # table writes queued for the changelog before the stream waits
+PRODUCER_BUFFER = 2 * BATCH_MAX  # faust's own table writes (the markers) queued before the stream waits
 BATCH_WITHIN = 0.3  # seconds
 STATE_CACHE_SIZE = 20_000  # decoded worker states kept in memory (the table stays the truth)
 BATCH_ATTEMPTS = 4  # a batch whose sends fail is processed again this many times in all...
@@ -219,18 +219,21 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
         return out_topics[name]
 
-    processor = BatchProcessor(states, markers, FaustPublisher(topic), ledger, audiences, organisations,
+    state_table = StateTable(states, app.producer, changelog_topic(settings.app_id, "worker-state"))
+    processor = BatchProcessor(state_table, markers, FaustPublisher(app.producer, topic), ledger, audiences, organisations,
                                place=in_partition_of, cache_size=STATE_CACHE_SIZE, rules=rules)
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs) -> None:
         ledger.forget()
         processor.forget()
+        state_table.forget()
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender, assigned, **kwargs) -> None:
         ledger.forget()
         processor.forget()
+        state_table.forget()
         access_log.keep_only({tp.partition for tp in assigned if tp.topic in EVENT_TOPICS[:1]})
 
     @app.on_before_shutdown.connect
@@ -304,14 +307,81 @@ def markers_changelog(app: faust.App, partitions: int) -> faust.TopicT:
 
 class FaustPublisher:
     """The BatchProcessor's publisher on faust: hands a record to the producer (faust's
-    Topic.send, which returns once aiokafka has the record in its accumulator) and returns
-    the delivery future, not awaited here."""
+    Producer.send: aiokafka's, which returns once the record is in its accumulator) and
+    returns the delivery future, not awaited here. Not faust's Topic.send: that one wraps
+    every record in a FutureMessage with callbacks and sensors, ~3 x the CPU of the send
+    itself; the partition is the key's (murmur2), as Topic.send gives it. `topic_of` is
+    awaited first: it declares a topic made on demand (a per-organisation view)."""
 
-    def __init__(self, topic_of):
+    def __init__(self, producer, topic_of):
+        self.producer = producer  # faust's Producer (app.producer)
         self.topic_of = topic_of  # async: topic name -> faust topic
 
     async def send(self, record):
-        return await (await self.topic_of(record.topic)).send(key=record.key, value=record.value)
+        await self.topic_of(record.topic)
+        return await self.producer.send(record.topic, record.key, record.value, None, None, None)
+
+
+class StateTable:
+    """The BatchProcessor's state table on faust: reads through the faust Table (its
+    RocksDB store, the partition of the current event), writes straight to that store and
+    to the table's changelog topic through the producer, one record per key in the key's
+    event partition, not awaited (the commit flushes the producer before it commits
+    offsets, as for faust's own changelog writes).
+
+    Not faust's `table[key] = value`: that path sends each changelog record through
+    faust's ProducerBuffer task with a FutureMessage and, when delivered, writes the
+    changelog offset to RocksDB again (`Store.set_persisted_offset`), per record. Here the
+    persisted offset (what faust's recovery reads the changelog from at the next start) is
+    written once per partition and batch, when the partition's last record of the batch is
+    delivered, never past a record not yet delivered (aiokafka delivers a partition's
+    records in order). The records are those faust would write: raw key and value, None
+    for a deleted key."""
+
+    def __init__(self, table: faust.Table, producer, changelog: str):
+        self.table = table
+        self.producer = producer
+        self.changelog = changelog
+        self._persisted: dict[int, int] = {}
+        self._generation = 0  # a rebalance starts a new one: older deliveries persist nothing
+
+    # The store's own byte-level methods (`_get`, `_contains`, `_set`, `_del`: what every
+    # faust store implements, the current event's partition choosing the database): keys
+    # and values are bytes already, and a missing key is None, not a KeyError raised
+    # through three layers of mappings (most id-key lookups of new events miss).
+    def get(self, key: bytes) -> bytes | None:
+        return self.table.data._get(key)
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.table.data._contains(key)
+
+    async def write(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+        store = self.table.data
+        last = None
+        for key, value in writes:
+            if value is None:
+                if not store._contains(key):
+                    continue
+                store._del(key)
+            else:
+                store._set(key, value)
+            last = await self.producer.send(self.changelog, key, value, partition, None, None)
+        if last is not None:
+            generation = self._generation
+            last.add_done_callback(lambda fut: self._delivered(store, partition, fut, generation))
+
+    def _delivered(self, store, partition: int, fut, generation: int) -> None:
+        if generation != self._generation or fut.cancelled() or fut.exception() is not None:
+            return  # a rebalance since (the partition may be closed) or a failure (the batch fails at the flush)
+        offset = fut.result().offset
+        if offset > self._persisted.get(partition, -1):
+            self._persisted[partition] = offset
+            store.set_persisted_offset(TopicPartition(self.changelog, partition), offset)
+
+    def forget(self) -> None:
+        """On a rebalance: deliveries of before it persist no offset."""
+        self._persisted.clear()
+        self._generation += 1
 
 
 class TransientCoordinatorErrors(logging.Filter):

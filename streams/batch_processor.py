@@ -2,9 +2,10 @@
 made explicit so that its ordering rules are tested without a broker
 (tests/streams/test_batch_processor.py uses in-memory fakes of each):
 
-- `states`: the state table, `get(key) -> bytes | None`, `table[key] = value` and
-  `del table[key]`, used only through `streams.handler.load_state` and
-  `streams.handler.state_writes` (whose None values are deletions);
+- `states`: the state table, `get(key) -> bytes | None` and
+  `await states.write(partition, writes)`, which applies one worker's
+  `streams.handler.state_writes` in order (a None value deletes the key) and hands their
+  changelog records to the producer without waiting for them (streams.app.StateTable);
 - `markers`: the table of merged and erased numbers (`get`, `[key] = value`);
 - `publisher`: `await publisher.send(record)` hands a record to the producer and returns
   its *delivery future* without waiting for the delivery;
@@ -47,6 +48,12 @@ from streams.topics import OPERATOR_COMMANDS
 log = logging.getLogger("workerfile.stream")
 
 
+class StateTable(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    async def write(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None: ...
+
+
 class Table(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
@@ -70,7 +77,7 @@ class BatchProcessor:
     partition, offset, key, value). Keeps a cache of decoded states exactly as last
     written to the table; `forget()` clears it (after a failure, on a rebalance)."""
 
-    def __init__(self, states: Table, markers: Table, publisher: Publisher, ledger: Ledger,
+    def __init__(self, states: StateTable, markers: Table, publisher: Publisher, ledger: Ledger,
                  audiences: Audiences | None = None, organisations: Organisations | None = None,
                  place: Callable[[Any], None] = lambda event: None, cache_size: int = 20_000,
                  rules: SubsidyRules = DEFAULT_RULES):
@@ -169,11 +176,7 @@ class BatchProcessor:
             (await self.ledger.published(partition))[service_id] = status
         for ssn, state in new_states.items():
             self.place(anchor[ssn])
-            for key, value in state_writes(state):
-                if value is not None:
-                    self.states[key] = value
-                elif key in self.states:  # a None value deletes the key (a tombstone on the changelog)
-                    del self.states[key]
+            await self.states.write(anchor[ssn].message.partition, state_writes(state))
             self.cache[ssn] = state
             self.cache.move_to_end(ssn)
             if len(self.cache) > self.cache_size:

@@ -39,7 +39,7 @@ class Ev:
 
 
 class FakeTable(dict):
-    """A table: get and item assignment, each write logged with what was delivered then."""
+    """A table: get, item assignment and `write`, each write logged with what was delivered then."""
 
     def __init__(self, publisher=None):
         super().__init__()
@@ -56,6 +56,14 @@ class FakeTable(dict):
         if self.publisher is not None:
             self.writes.append((key, len(self.publisher.sent), self.publisher.delivered))
         super().__delitem__(key)
+
+    async def write(self, partition, writes):
+        """The state table's write (streams.app.StateTable): one worker's writes in order."""
+        for key, value in writes:
+            if value is not None:
+                self[key] = value
+            elif key in self:
+                del self[key]
 
 
 class FakePublisher:
