@@ -106,6 +106,8 @@ def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: 
             Rejection("malformed", "empty message (no value)"), key, value, origin)])
     try:
         data = codec.decode_event(value)
+    except codec.RegistryUnavailable:
+        raise  # the value may be fine: the batch fails and is tried again (nothing acked, nothing rejected)
     except Exception as err:  # CodecError, and anything a garbage body makes fastavro raise
         detail = err if isinstance(err, codec.CodecError) else f"undecodable body ({type(err).__name__})"
         return Intake(status="rejected", records=[rejection_record(

@@ -251,6 +251,11 @@ def test_a_registry_that_cannot_be_reached_is_not_a_bad_value(registered):
     record = namedtuple("Record", "topic partition offset key value")("worker-services", 0, 5, b"k", data)
     with pytest.raises(codec.RegistryUnavailable):
         read_message("services", record)
+    codec.configure("confluent", registered.url)
+    event_value = codec.encode("Event", event())
+    codec.configure("single-object", f"http://127.0.0.1:{closed}/apis/ccompat/v7")
+    with pytest.raises(codec.RegistryUnavailable):  # the worker's batch fails and is tried again: no rejection
+        intake_message(SSN.encode(), event_value, Origin("employment-events", 1, 7), NOW)
     codec.configure("single-object", registered.url)  # back: the same value reads
     assert read_message("services", record) == service()
 
