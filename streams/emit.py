@@ -28,6 +28,7 @@ import orjson
 from workerfile.logmask import mask_text
 from processors.intake import Rejection, validate_event
 from schemas.events import CST, EVENT_TYPES, Envelope, event_to_json_dict
+from schemas.reference import CONTRACT_TYPES, SCHEMES, SKILL_LEVEL_NAMES
 from streams.kafka_security import KafkaSecurity
 
 # --- the stable event_id ------------------------------------------------------------------
@@ -123,9 +124,7 @@ and never sent."""
 # Chinese labels accepted for enumerated values, by (event type or "*", field).
 ENUM_LABELS: dict[tuple[str, str], dict[str, str]] = {
     ("*", "level"): {
-        "学徒工": "apprentice", "初级工": "junior", "中级工": "intermediate", "高级工": "senior",
-        "技师": "technician", "高级技师": "senior_technician", "特级技师": "principal_technician",
-        "首席技师": "chief_technician",
+        **{zh: code for code, (zh, _) in SKILL_LEVEL_NAMES.items()},
         "五级": "junior", "四级": "intermediate", "三级": "senior", "二级": "technician", "一级": "senior_technician",
     },
     ("*", "kind"): {
@@ -133,16 +132,11 @@ ENUM_LABELS: dict[tuple[str, str], dict[str, str]] = {
         "职业技能等级": "skill_level", "职业技能等级证书": "skill_level",
         "特种作业": "special_competency", "特种作业操作证": "special_competency",
     },
-    ("*", "scheme"): {
-        "养老": "pension", "养老保险": "pension", "医疗": "medical", "医疗保险": "medical",
-        "失业": "unemployment", "失业保险": "unemployment", "工伤": "work_injury", "工伤保险": "work_injury",
-        "生育": "maternity", "生育保险": "maternity",
-        "职业伤害": "occupational_injury", "职业伤害保障": "occupational_injury",
+    ("*", "scheme"): {  # the scheme's name, with or without 保险 / 保障 (养老保险, 养老)
+        **{zh: code for code, (zh, _) in SCHEMES.items()},
+        **{zh.removesuffix("保险").removesuffix("保障"): code for code, (zh, _) in SCHEMES.items()},
     },
-    ("*", "contract_type"): {
-        "无固定期限": "open_ended", "固定期限": "fixed_term", "以完成一定工作任务为期限": "task_based",
-        "非全日制": "part_time", "劳务派遣": "dispatched", "平台用工": "platform",
-    },
+    ("*", "contract_type"): {zh: code for code, (zh, _) in CONTRACT_TYPES.items()},
     ("employment.ended", "reason"): {
         "辞职": "resigned", "辞退": "dismissed", "解除": "dismissed", "合同到期": "contract_expired",
         "合同期满": "contract_expired", "退休": "retired", "其他": "other",

@@ -16,13 +16,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.events import EVENT_TOPICS
 from streams.kafka_security import KafkaSecurity, or_env
 
-TRAINING_EVENTS = "training-events"
-EMPLOYMENT_EVENTS = "employment-events"
-INSURANCE_EVENTS = "insurance-events"
-CERTIFICATION_EVENTS = "certification-events"
-EVENT_TOPICS = (TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS)
+# the event topics are the event catalogue's (schemas/events.py: TOPIC_OF_TYPE)
+TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS = EVENT_TOPICS
 WORKER_FILES = "worker-files"
 WORKER_FILE_CHANGES = "worker-file-changes"
 WORKER_SERVICES = "worker-services"

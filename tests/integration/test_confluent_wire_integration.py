@@ -31,13 +31,13 @@ from streams.topics import provision
 from tests.integration.api_access import Access, api_worker, ingest
 from tests.integration.conftest import PARTITIONS, expected_files
 from workerfile.population import generate_population
+from schemas.events import EVENT_TOPICS
 
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONVERGE = 240
 OUTPUTS = ("worker-files", "worker-file-changes", "worker-services")
-EVENT_TOPICS = ("training-events", "employment-events", "insurance-events", "certification-events")
 
 
 @pytest.fixture(autouse=True)
