@@ -56,10 +56,9 @@ KEYS = {
     "producer": {"type": "string",
                  "description": "the worker's social-security number as the producer sends it (UTF-8): the "
                                 "normalised form is expected, since it decides the partition (murmur2); an event "
-                                "keyed otherwise (a 15-digit legacy number, a lower-case x, full-width digits) is "
-                                "re-published under its normalised SSN to workerfile-rekeyed-events and folded "
-                                "from there; one whose key is no SSN of it is still folded, from the partition it "
-                                "landed in"},
+                                "keyed otherwise (a 15-digit legacy number, a lower-case x, full-width digits, "
+                                "anything else or no key) is re-published under its normalised SSN to "
+                                "workerfile-rekeyed-events and folded from there"},
     "original": {"description": "the key of the rejected input, byte for byte as it was (any bytes, or none): "
                                 "also its partition is the one murmur2 gives for it"},
     "pseudonym": {"type": "string", "pattern": PSEUDONYM_PATTERN,
