@@ -156,10 +156,12 @@ def build_asyncapi(topics_path: Path = TOPICS_TOML, views_path: Path = VIEWS_TOM
         names = _view_messages(view, messages, view.key, component_schemas)
         names.append(_tombstone_message(names[0], messages, view.key))
         add_channel(template, template,
-                    f"{view.description} (deploy/views.toml, view {view.name}): one topic per reader "
-                    "organisation, {org} its unified social credit code, created by the stream processors "
-                    f"when it first has a record (the readers: {', '.join(view.own)} of which the organisation is "
-                    f"the source); {on_demand['description']}. Written by the stream processors.",
+                    f"{view.description} (deploy/views.toml, view {view.name}). One topic per reader organisation, "
+                    "{org} its unified social credit code: each organisation that is the source of some "
+                    f"{', '.join(view.own)} of the worker. Created by the stream processors when first needed, "
+                    "with the config of [on_demand.views] of deploy/topics.toml and the worker's WORKERFILE_PARTITIONS "
+                    "and WORKERFILE_REPLICATION (set them to the profile's: 12 and 3 on the cluster, "
+                    "deploy/cluster/README.md). Written by the stream processors.",
                     on_demand["config"], names, ["send"],
                     parameters={"org": {"description": "the reader organisation's unified social credit code "
                                                        "(18 characters)"}})
@@ -286,9 +288,10 @@ def _tombstone_message(of: str, messages: dict, key: str) -> str:
     name = f"{of}Tombstone"
     messages[name] = {
         "name": name, "contentType": "application/octet-stream",
-        "description": f"a tombstone: the record's value is null (no bytes at all, not an Avro or JSON null). It "
-                       f"deletes the key: the {of} of this key is gone (a file erased or merged away by an operator, "
-                       "a view whose reader no longer has a part of the file, a key deleted from a table).",
+        "description": f"a tombstone: the record's value is null (no bytes at all, not an Avro or JSON null), its key "
+                       f"that of a {of}. It deletes the key: what the channel had of it is gone (on worker-files and "
+                       "the views: a file erased or merged away by an operator; on a per-organisation view also: the "
+                       "reader no longer has a part of the file; on a changelog: a key deleted from the table).",
         "payload": {"type": "null"},
         "bindings": _key_binding(key),
     }
