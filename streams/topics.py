@@ -78,6 +78,14 @@ def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partition
     return specs
 
 
+def on_demand_view_config(path: Path = TOPICS_TOML) -> dict[str, str]:
+    """The config of the view topics the stream processors create when first needed (a
+    view of deploy/views.toml whose topic has "{org}"): `[on_demand.views]` of topics.toml."""
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    return {k: str(v) for k, v in raw["on_demand"]["views"]["config"].items()}
+
+
 def ensure_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurity | None = None) -> list[str]:
     """Create missing topics and verify existing ones. Returns one line per topic;
     raises RuntimeError when an existing topic disagrees with its spec. `security`: the
