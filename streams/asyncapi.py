@@ -206,7 +206,10 @@ def _info_text() -> str:
         "Avro values: single-object encoding (C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the "
         "writer schema, the Avro binary body). Schemas: schemas/released/<N>/ (from release 3 one file per named "
         "type, cn.workerfile.<Name>.avsc, each type defined once); every fingerprint on the wire with its schema "
-        "file: schemas/released/fingerprints.json. Views: JSON (application/json), JSON Schemas in "
+        "file: schemas/released/fingerprints.json. A deployment that sets WORKERFILE_WIRE_FORMAT=confluent "
+        "writes the Confluent wire format instead (00, the 4-byte big-endian schema id of its schema registry, "
+        "the same Avro body; subjects <topic>-value, BACKWARD; README \"Wire formats\"); every reader of the "
+        "project reads both. Views: JSON (application/json), JSON Schemas in "
         "components.schemas, derived from the WorkerFile model and deploy/views.toml.\n\n"
         "Tombstones: a record with a null value (a deletion on a compacted topic) is the message <Name>Tombstone "
         "with the payload {\"type\": \"null\"}; a channel lists it only where tombstones occur (worker-files, the "
@@ -256,7 +259,8 @@ def _avro_message(name: str, schemas: dict, messages: dict, key: str) -> str:
     description = ("Avro single-object encoding: C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the "
                    f"writer schema, then the Avro binary body. Written with the schema below, fingerprint "
                    f"{schema_fingerprint(schemas[name]).hex()} (the 8 bytes after C3 01); values written with an "
-                   "earlier release carry theirs: schemas/released/fingerprints.json.")
+                   "earlier release carry theirs: schemas/released/fingerprints.json. Or, where the deployment writes the "
+                   "Confluent wire format, 00, the 4-byte schema id, the same body.")
     if name == "WorkerFileChange":
         values = [v for part in get_args(ChangedSection) for v in (get_args(part) or (part,))]
         description += (" changed_sections holds these values (x-symbols of its items; an Avro string, not an "

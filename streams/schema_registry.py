@@ -32,17 +32,18 @@ COMPATIBILITY = "BACKWARD"
 
 
 def _value_schemas() -> dict[str, str]:
-    from streams.asyncapi import TOPICS
+    from streams.asyncapi import avro_topics  # deploy/topics.toml says what travels on each topic
 
-    topics = {topic: schema for topic, (schema, _, _) in TOPICS.items()}
-    topics[REKEYED_EVENTS] = "Event"
-    topics[OPERATOR_COMMANDS] = "OperatorCommand"
+    topics = avro_topics()
+    missing = {REKEYED_EVENTS, OPERATOR_COMMANDS} - set(topics)
+    if missing:
+        raise ValueError(f"deploy/topics.toml: no Avro value for {', '.join(sorted(missing))}")
     return topics
 
 
 VALUE_SCHEMAS: dict[str, str] = _value_schemas()
 """Every topic whose values go through the codec -> the name of its value schema (the
-audience views are JSON and have none)."""
+audience views are JSON and have none; the internal identity markers are not the codec's)."""
 
 
 def subject_of(topic: str) -> str:
