@@ -9,7 +9,7 @@ from processors import stats
 from schemas import reference
 from schemas.events import SKILL_LADDER, ContractType, Scheme
 from schemas.outputs import GrantStatus, NoticeCode
-from streams.emit import ENUM_LABELS
+from processors.uploads import ENUM_LABELS
 
 CATALOGUE = [
     (reference.SKILL_LEVEL_NAMES, SKILL_LADDER),
