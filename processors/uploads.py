@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal
 import orjson
 
 from processors.fold import DUPLICATE, REJECTED, WorkerState, fold_event, new_state
-from processors.identity import mask_text
+from schemas.identity import mask_text
 from processors.intake import Rejection, validate_event
 from schemas.events import CST, EVENT_TYPES, Envelope
 from schemas.reference import CONTRACT_TYPES, SCHEMES, SKILL_LEVEL_NAMES
@@ -405,7 +405,7 @@ class Conversion:
 
 def scrub(text: str) -> str:
     """Mask anything that looks like a social-security number (as every log record is:
-    processors.identity.mask_text)."""
+    schemas.identity.mask_text)."""
     return mask_text(text)
 
 

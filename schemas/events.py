@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from processors.identity import IdentityError, normalise_ssn, validate_occupation_code, validate_org_code
+from schemas.identity import IdentityError, normalise_ssn, validate_occupation_code, validate_org_code
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 

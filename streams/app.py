@@ -41,7 +41,7 @@ import faust
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.identity import mask_text
+from schemas.identity import mask_text
 from processors.organisations import DEVELOPMENT_MODE, load_organisations
 from processors.services import load_service_rules
 from streams import codec

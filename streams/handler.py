@@ -20,7 +20,7 @@ from processors.fold import (
     ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, state_from_bytes,
     state_to_bytes, table_writes,
 )
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from processors.intake import Rejection, validate_event
 from processors.organisations import Organisations
 from processors.views import View, view_records

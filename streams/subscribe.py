@@ -48,11 +48,11 @@ import orjson
 from kafka import KafkaConsumer, OffsetAndMetadata
 from kafka.errors import CommitFailedError
 
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from streams import codec
 from streams.kafka_security import KafkaSecurity, or_env
 from streams.topics import WORKER_FILE_CHANGES, WORKER_SERVICES
-from processors.identity import mask_text
+from schemas.identity import mask_text
 
 TOPIC_OF = {"services": WORKER_SERVICES, "changes": WORKER_FILE_CHANGES}
 RECORD_OF = {"services": "ServiceEvent", "changes": "WorkerFileChange"}

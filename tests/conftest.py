@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from processors.batch import BatchFold, fold_lines
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 from processors.intake import Rejection, validate_event
 from schemas.events import Envelope
 from schemas.outputs import RejectedEvent, WorkerFile

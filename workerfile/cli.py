@@ -555,7 +555,7 @@ def cmd_token_key(args: argparse.Namespace) -> int:
 
 def cmd_admin(args: argparse.Namespace) -> int:
     """Send an operator command (merge two files, erase a file) to the stream processors."""
-    from processors.identity import IdentityError, mask_ssn
+    from schemas.identity import IdentityError, mask_ssn
     from streams.admin import AdminError, send_command
 
     security = kafka_security(args, "admin")

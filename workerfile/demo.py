@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from processors.batch import fold_lines
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from processors.organisations import parse_organisations, registry_toml
 from streams import codec
 from streams.local_kafka import LocalKafka

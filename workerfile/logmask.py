@@ -1,7 +1,7 @@
 """A last line of defence for logs: every log record of the process has anything shaped
 like a social-security number masked (`110105********002X`), in its message and in its
 exception trace — also those of libraries (faust, aiokafka, aiohttp) that know nothing
-of SSNs. The project's own messages already mask (`processors.identity.mask_ssn`).
+of SSNs. The project's own messages already mask (`schemas.identity.mask_ssn`).
 
 Shapes masked: 18 characters (17 digits and a digit or X) and 15 digits, standing
 alone; and inside a longer run of digits (a library printing raw record bytes, where a
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from processors.identity import mask_text
+from schemas.identity import mask_text
 
 class MaskedLogRecord(logging.LogRecord):
     """A log record whose message and exception text never carry a whole number."""

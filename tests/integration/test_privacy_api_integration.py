@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from processors.batch import fold_lines
-from processors.identity import make_org_code
+from schemas.identity import make_org_code
 from processors.views import pseudonym, view_of
 from streams.reader import read_topic
 from streams.runner import wait_for

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 from processors.uploads import (
     EVENT_ID_NAMESPACE, HEADER_ALIASES, LAYOUTS, EmitInputError, canonical_json, rows_to_events, stable_event_id,
 )
