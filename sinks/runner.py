@@ -54,7 +54,7 @@ class SinkStats:
                 f"deleted, {self.result.ignored} superseded or stale")
 
 
-def record_change(record) -> FileChange:
+def file_change_of(record) -> FileChange:
     """The change a `worker-files` record makes; raises SinkError when it is not one."""
     where = f"{record.topic} partition {record.partition} offset {record.offset}"
     if record.key is None:
@@ -160,7 +160,7 @@ class Sink:
         for tp, records in polled.items():
             for record in records:
                 try:
-                    change = record_change(record)
+                    change = file_change_of(record)
                 except SinkError as err:
                     error = error or err  # commit what came before it, in every partition
                     break

@@ -40,7 +40,7 @@ from processors.organisations import Organisations
 from processors.services import DEFAULT_RULES, SubsidyRules
 from streams import codec
 from streams.handler import (
-    Audiences, Folded, Marker, Origin, Record, apply_command, fold_batch, intake_message, load_state, redirected,
+    Audiences, Folded, Marker, Origin, Output, apply_command, fold_batch, intake_message, load_state, redirected,
     service_record, state_writes,
 )
 from streams.topics import OPERATOR_COMMANDS
@@ -65,7 +65,7 @@ class Table(Protocol):
 
 
 class Publisher(Protocol):
-    async def send(self, record: Record) -> Awaitable[Any]: ...
+    async def send(self, record: Output) -> Awaitable[Any]: ...
 
 
 class Ledger(Protocol):

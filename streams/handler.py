@@ -42,8 +42,9 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
-    """One record to publish."""
+class Output:
+    """One record to publish: topic, key, value (None: a tombstone). Not a
+    processors.fold.Record, which is what a state keeps of an event."""
 
     topic: str
     key: bytes | None
@@ -56,7 +57,7 @@ class Intake:
     instead (a rejection, or the event re-keyed by its normalised SSN)."""
 
     event: Envelope | None = None
-    records: list[Record] = field(default_factory=list)
+    records: list[Output] = field(default_factory=list)
     status: str = "event"  # event / rejected / rekeyed
 
 
@@ -64,7 +65,7 @@ INPUT_LIMIT = 256 * 1024  # bytes of an original value kept whole on `rejected-e
 
 
 def rejection_record(rejection: Rejection, key: bytes | None, value: bytes | None, origin: Origin,
-                     event_id: str | None = None) -> Record:
+                     event_id: str | None = None) -> Output:
     """The `rejected-events` record of a bad message: original bytes, reason, message, origin.
     A value above INPUT_LIMIT bytes would make a record larger than the producer (or the
     topic) takes: its first INPUT_LIMIT bytes are kept, with the whole value's size and
@@ -89,11 +90,11 @@ def rejection_record(rejection: Rejection, key: bytes | None, value: bytes | Non
         text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
     envelope.update(input=text, input_encoding=encoding)
     try:
-        return Record(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
+        return Output(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
     except codec.CodecError:  # e.g. a message or field that Avro cannot carry: the reason and origin stay
         envelope.update(message=f"{rejection.reason} (the message could not be encoded)", field=None,
                         event_id=None)
-        return Record(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
+        return Output(REJECTED_EVENTS, key, codec.encode("RejectedEvent", envelope))
 
 
 def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: dt.datetime | None = None,
@@ -126,7 +127,7 @@ def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: 
             return Intake(status="rejected", records=[rejection_record(
                 Rejection("schema", f"the event cannot be re-encoded ({type(err).__name__})"), key, value, origin,
                 event.event_id)])
-        return Intake(status="rekeyed", records=[Record(REKEYED_EVENTS, event.ssn.encode(), rekeyed)])
+        return Intake(status="rekeyed", records=[Output(REKEYED_EVENTS, event.ssn.encode(), rekeyed)])
     return Intake(event=event)
 
 
@@ -138,7 +139,7 @@ class Folded:
     (the shell checks its ledger, and sets status_before); `rejected` counts rejected events."""
 
     state: WorkerState
-    records: list[Record] = field(default_factory=list)
+    records: list[Output] = field(default_factory=list)
     grants: list[tuple[str, str, dict]] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
@@ -173,11 +174,11 @@ class Audiences:
                 if v.topic and v.fields and (v.key != "pseudonym" or self.pseudonym_key is not None)}
 
 
-def view_output(ssn: str, file: dict | None, changed, state: WorkerState, audiences: Audiences | None) -> list[Record]:
+def view_output(ssn: str, file: dict | None, changed, state: WorkerState, audiences: Audiences | None) -> list[Output]:
     """The records of every published view the change touches (JSON values; None: tombstone)."""
     if audiences is None:
         return []
-    return [Record(topic, key, None if value is None else orjson.dumps(value))
+    return [Output(topic, key, None if value is None else orjson.dumps(value))
             for topic, key, value in view_records(ssn, file, changed, state.core, audiences.published,
                                                   audiences.pseudonym_key)]
 
@@ -222,17 +223,17 @@ def publish_file(out: Folded, applied: list[str], audiences: Audiences | None,
     changed = record_change(state, file)
     key = state.ssn.encode()
     if changed:
-        out.records.append(Record(WORKER_FILES, key, codec.encode("WorkerFile", {**file, "version": state.version})))
+        out.records.append(Output(WORKER_FILES, key, codec.encode("WorkerFile", {**file, "version": state.version})))
         change = {"ssn": state.ssn, "version": state.version, "changed_sections": changed, "event_ids": applied}
-        out.records.append(Record(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change)))
+        out.records.append(Output(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change)))
         out.records.extend(view_output(state.ssn, file, changed, state, audiences))
     for service in new_service_events(state, file):
         out.grants.append((service["service_id"], service["status"], service))
 
 
-def service_record(service: dict, status_before: str | None) -> Record:
+def service_record(service: dict, status_before: str | None) -> Output:
     """The `worker-services` record of a service event, with the status the topic had."""
-    return Record(WORKER_SERVICES, service["ssn"].encode(),
+    return Output(WORKER_SERVICES, service["ssn"].encode(),
                   codec.encode("ServiceEvent", {**service, "status_before": status_before}))
 
 
@@ -259,27 +260,27 @@ class Marker:
         return cls(merged_into=raw.get("merged_into"), erased_ids=set(raw.get("erased_ids", ())))
 
 
-def redirected(event: Envelope, into: str) -> Record:
+def redirected(event: Envelope, into: str) -> Output:
     """An event of a number merged into `into`, sent on under that number."""
     moved = event.model_copy(update={"ssn": into})
-    return Record(REKEYED_EVENTS, into.encode(), codec.encode_event(moved))
+    return Output(REKEYED_EVENTS, into.encode(), codec.encode_event(moved))
 
 
-def audit_record(ssn: str, command: dict, detail: str) -> Record:
+def audit_record(ssn: str, command: dict, detail: str) -> Output:
     """The access-log line of an operator's action on a file."""
     entry = {"ssn": ssn, "at": command["at"], "caller": command["operator"], "audience": "operator", "org": None,
              "action": "merge" if command["action"] == "merge_in" else command["action"],
              "purpose": command["reason"], "detail": detail}
-    return Record(WORKER_ACCESS_LOG, ssn.encode(), codec.encode("AccessLogEntry", entry))
+    return Output(WORKER_ACCESS_LOG, ssn.encode(), codec.encode("AccessLogEntry", entry))
 
 
-def file_gone(state: WorkerState, section: str, audiences: Audiences | None) -> list[Record]:
+def file_gone(state: WorkerState, section: str, audiences: Audiences | None) -> list[Output]:
     """Tombstones of a file that is gone (erased, or merged into another), on every
     record topic: worker-files and every view; and a change event saying why."""
     key = state.ssn.encode()
     change = {"ssn": state.ssn, "version": state.version + 1, "changed_sections": [section], "event_ids": []}
-    return [Record(WORKER_FILES, key, None), *view_output(state.ssn, None, [], state, audiences),
-            Record(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change))]
+    return [Output(WORKER_FILES, key, None), *view_output(state.ssn, None, [], state, audiences),
+            Output(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change))]
 
 
 def apply_command(state: WorkerState, marker: Marker | None, command: dict,
@@ -308,14 +309,14 @@ def apply_command(state: WorkerState, marker: Marker | None, command: dict,
         onward = {**command, "action": "merge_in", "ssn": other, "other_ssn": ssn, "state": state_to_bytes(state)}
         out.records = file_gone(state, "merged", audiences) + [
             audit_record(ssn, command, f"merged into {mask_ssn(other)}"),
-            Record(OPERATOR_COMMANDS, other.encode(), codec.encode("OperatorCommand", onward))]
+            Output(OPERATOR_COMMANDS, other.encode(), codec.encode("OperatorCommand", onward))]
         marker.merged_into = other
         return out, marker
     if action == "merge_in":
         if marker.merged_into:  # this number was itself merged on: pass the merge on
             onward = {**command, "ssn": marker.merged_into}
             return Folded(state=state, records=[
-                Record(OPERATOR_COMMANDS, marker.merged_into.encode(), codec.encode("OperatorCommand", onward))]), marker
+                Output(OPERATOR_COMMANDS, marker.merged_into.encode(), codec.encode("OperatorCommand", onward))]), marker
         merged = state_from_bytes(command["state"])
         merged.ssn = ssn
         joined = merge_states(state, merged)

@@ -9,7 +9,7 @@ import pytest
 from kafka import TopicPartition
 
 from sinks.base import FileChange, indexed_columns, latest_per_worker
-from sinks.runner import Sink, SinkError, record_change
+from sinks.runner import Sink, SinkError, file_change_of
 from streams import codec
 
 Record = namedtuple("Record", "topic partition offset key value")
@@ -21,13 +21,13 @@ def rec(offset, key, value, partition=0):
 
 def test_a_file_record_is_an_upsert_at_its_offset(population_files):
     file = population_files[0]
-    change = record_change(rec(41, file["ssn"].encode(), codec.encode("WorkerFile", file)))
+    change = file_change_of(rec(41, file["ssn"].encode(), codec.encode("WorkerFile", file)))
     assert change == FileChange(file["ssn"], 41, file)
 
 
 def test_a_tombstone_is_a_delete_at_its_offset(population_files):
     ssn = population_files[0]["ssn"]
-    assert record_change(rec(7, ssn.encode(), None)) == FileChange(ssn, 7, None)
+    assert file_change_of(rec(7, ssn.encode(), None)) == FileChange(ssn, 7, None)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -38,7 +38,7 @@ def test_a_tombstone_is_a_delete_at_its_offset(population_files):
 ])
 def test_records_that_are_not_files_stop_the_sink(key, value, message):
     with pytest.raises(SinkError, match=message) as err:
-        record_change(rec(3, key, value, partition=2))
+        file_change_of(rec(3, key, value, partition=2))
     assert "partition 2 offset 3" in str(err.value)
     assert "11010519491231002X" not in str(err.value)  # the SSN is masked
 
@@ -46,10 +46,10 @@ def test_records_that_are_not_files_stop_the_sink(key, value, message):
 def test_a_record_of_another_type_or_another_worker_stops_the_sink(population_files):
     a, b = population_files[0], population_files[1]
     with pytest.raises(SinkError, match="under key"):
-        record_change(rec(0, a["ssn"].encode(), codec.encode("WorkerFile", b)))
+        file_change_of(rec(0, a["ssn"].encode(), codec.encode("WorkerFile", b)))
     change = {"ssn": a["ssn"], "version": 1, "changed_sections": ["card"], "event_ids": ["e1"]}
     with pytest.raises(SinkError, match="WorkerFileChange instead of a WorkerFile"):
-        record_change(rec(0, a["ssn"].encode(), codec.encode("WorkerFileChange", change)))
+        file_change_of(rec(0, a["ssn"].encode(), codec.encode("WorkerFileChange", change)))
 
 
 def test_indexed_columns_of_files():
