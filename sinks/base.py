@@ -33,7 +33,8 @@ repartitioned or recreated, rebuild the table (a fresh database).
 **Derived columns.** `highest_skill_level` is the file's; `current_employer` is the first
 of `current_employers` (they are sorted), or null; `region` is the region of the card,
 else the region of the latest open employment (greatest (start_date, employer) among
-the employments without end_date), else null.
+the employments without end_date), else null (`processors.stats.worker_region`, the one
+rule, which the statistics count by too).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from processors.stats import worker_region
 
 TOPIC = "worker-files"
 DEFAULT_GROUP = "workerfile-sink"
@@ -80,13 +83,7 @@ def indexed_columns(file: dict) -> tuple[str | None, str | None, str | None]:
     """(highest_skill_level, current_employer, region) of a file (see the module doc)."""
     employers = file.get("current_employers") or []
     current_employer = employers[0] if employers else None
-    card = file.get("card")
-    region = card.get("region") if card else None
-    if not region:
-        open_ones = [e for e in file.get("employments") or [] if e.get("end_date") is None]
-        if open_ones:
-            region = max(open_ones, key=lambda e: (e.get("start_date") or "", e.get("employer") or "")).get("region")
-    return file.get("highest_skill_level"), current_employer, region or None
+    return file.get("highest_skill_level"), current_employer, worker_region(file)
 
 
 def latest_per_worker(changes: Iterable[FileChange]) -> list[FileChange]:
