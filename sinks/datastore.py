@@ -6,7 +6,8 @@ store (`sinks.stats.StatsStore`) are each written once on top of it.
 
 Statements are written once, with `:name` placeholders (SQLite's own; rewritten to
 `%(name)s` for psycopg) and, in braces, the fields of the dialect (`DIALECT_FIELDS`
-below) where the databases differ: `{now}`, `{json_column:document}`.
+below) where the databases differ: `{now}`, `{json_column:document}`. Pass literal
+values with `%` or `:word` in them as parameters, not in the statement's text.
 
 The upserts are the same in both (`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE`,
 the existing row named by its table, the new one `excluded`).
@@ -20,12 +21,11 @@ Outside a transaction every statement commits on its own (autocommit).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ContextManager, Mapping, Sequence
 
 KINDS = ("sqlite", "postgres")
 
@@ -90,24 +90,12 @@ class Datastore(ABC):
     dialect: Dialect
     conn: Any  # the driver's connection (sqlite3.Connection, psycopg.Connection)
 
-    @contextlib.contextmanager
-    def transaction(self, read_only: bool = False) -> Iterator[None]:
-        """One transaction around the block: committed when it ends, rolled back when it
-        raises (and the error raised again)."""
-        self._begin(read_only)
-        try:
-            yield
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-
     @abstractmethod
-    def _begin(self, read_only: bool) -> None: ...
-
-    @abstractmethod
-    def _rollback(self) -> None:
-        """Roll back the open transaction, if there is one."""
+    def transaction(self, read_only: bool = False) -> ContextManager[None]:
+        """One transaction around a `with` block: committed when the block ends, rolled
+        back when it raises (and the error raised again). A write transaction waits for
+        the other writers of the database; a `read_only` one is one consistent snapshot
+        and blocks no writer."""
 
     @abstractmethod
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> list[tuple]:

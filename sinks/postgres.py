@@ -12,7 +12,8 @@ The connection string is a libpq DSN or URI (`host=... port=... dbname=... user=
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import contextlib
+from typing import Any, Iterator, Mapping, Sequence
 
 import orjson
 import psycopg
@@ -31,16 +32,14 @@ class PostgresDatastore(Datastore):
                                     application_name=application_name)
         set_json_loads(orjson.loads, self.conn)
 
-    def _begin(self, read_only: bool) -> None:
-        if read_only:
-            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        else:
-            self.conn.execute("BEGIN")
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-
-    def _rollback(self) -> None:
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self.conn.execute("ROLLBACK")
+    @contextlib.contextmanager
+    def transaction(self, read_only: bool = False) -> Iterator[None]:
+        with self.conn.transaction():  # BEGIN, then COMMIT or ROLLBACK
+            if read_only:
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            else:
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+            yield
 
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
         with self.conn.cursor() as cur:

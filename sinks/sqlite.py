@@ -9,8 +9,9 @@ transaction is `BEGIN IMMEDIATE`, so two writers on the same file take turns.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -36,12 +37,16 @@ class SqliteDatastore(Datastore):
         self.path = str(path)
         self.conn = connect(self.path, timeout)
 
-    def _begin(self, read_only: bool) -> None:
+    @contextlib.contextmanager
+    def transaction(self, read_only: bool = False) -> Iterator[None]:
         self.conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    def _rollback(self) -> None:
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
         return self.conn.execute(self.dialect.sql(statement), params or ()).fetchall()
