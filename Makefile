@@ -4,7 +4,7 @@
 PYTHON ?= python3
 STAMP := build/.installed
 
-.PHONY: demo test install kafka-jars bench rehearsal
+.PHONY: demo test install kafka-jars registry-jars asyncapi-parser bench rehearsal
 
 demo: install
 	$(PYTHON) -m workerfile.cli demo
@@ -12,7 +12,7 @@ demo: install
 test: install
 	$(PYTHON) -m pytest
 
-install: $(STAMP) kafka-jars
+install: $(STAMP) kafka-jars registry-jars asyncapi-parser
 
 # Python packages (the project, editable, with its test tools).
 $(STAMP): pyproject.toml
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml
 # The Apache Kafka broker's jars, fetched by Maven once (idempotent).
 kafka-jars:
 	bash deploy/kafka/kafka.sh fetch
+
+# Apicurio Registry (the schema registry of the Confluent wire format), fetched by Maven once.
+registry-jars:
+	bash deploy/registry/registry.sh fetch
+
+# The official AsyncAPI parser (npm, the exact versions of deploy/asyncapi/package-lock.json,
+# no install scripts) that the tests check docs/asyncapi.json with.
+asyncapi-parser: deploy/asyncapi/node_modules/.package-lock.json
+
+deploy/asyncapi/node_modules/.package-lock.json: deploy/asyncapi/package-lock.json
+	npm ci --prefix deploy/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # The benchmark scripts (figures in README.md, "Performance"); the rehearsal at a size that
 # takes minutes here. `make rehearsal` runs it at the issue's full size (hours on 2 cores).

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from processors.batch import fold_lines  # noqa: E402
 from processors.fold import new_state, fold_event, state_to_bytes  # noqa: E402
-from processors.identity import make_org_code, make_ssn  # noqa: E402
+from schemas.identity import make_org_code, make_ssn  # noqa: E402
 from processors.intake import fast_json_line, now_us, parse_json_line, validate_event  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 

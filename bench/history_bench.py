@@ -57,7 +57,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processors.identity import mask_ssn  # noqa: E402
+from schemas.identity import mask_ssn  # noqa: E402
 from processors.intake import Rejection, validate_event  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.handler import Origin, fold_batch, intake_message, load_state, state_writes  # noqa: E402

@@ -37,7 +37,7 @@ Steps, against a throw-away single-node Kafka (streams.local_kafka):
         [--processes 1] [--sample 10000 | --sample 0 (all)] [--chunk-workers 2000] [--seed 7]
 
 Exit status 0 when every checked file equals the offline fold, 1 otherwise. No full
-social-security number is ever printed (processors.identity.mask_ssn).
+social-security number is ever printed (schemas.identity.mask_ssn).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from processors.batch import fold_lines  # noqa: E402
-from processors.identity import mask_ssn  # noqa: E402
+from schemas.identity import mask_ssn  # noqa: E402
 from processors.organisations import parse_organisations, registry_toml  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402

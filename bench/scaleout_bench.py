@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from processors.identity import mask_ssn  # noqa: E402
+from schemas.identity import mask_ssn  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402

@@ -18,7 +18,7 @@ from typing import Collection
 import orjson
 
 from processors.fold import Record, SchemeSummary, WorkerState, summarise
-from processors.identity import normalise_ssn
+from schemas.identity import normalise_ssn
 from processors.services import (
     DEFAULT_RULES, NOTICE, SERVICE_TYPES, SUBSIDY, SubsidyRules, handle_grants, notice_id, notices, service_id,
 )

@@ -51,7 +51,7 @@ from typing import Callable, NamedTuple
 
 import orjson
 
-from processors.identity import normalise_ssn
+from schemas.identity import normalise_ssn
 from processors.intake import Rejection
 from schemas.events import Envelope
 

@@ -19,7 +19,7 @@ import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator, core_schema
 
-from processors.identity import OCCUPATION_RE, IdentityError, normalise_ssn, validate_org_code
+from schemas.identity import OCCUPATION_RE, IdentityError, normalise_ssn, validate_org_code
 from schemas.events import CST, EVENT_TYPES, Envelope
 
 if TYPE_CHECKING:

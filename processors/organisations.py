@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from processors.identity import IdentityError, validate_org_code
+from schemas.identity import IdentityError, validate_org_code
 from processors.intake import Rejection  # (intake needs this module only for its type hints)
 
 UNAUTHORIZED = "unauthorized_source"

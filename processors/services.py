@@ -34,7 +34,6 @@ SERVICE_NAMESPACE = uuid.UUID("6f1c1f3e-5b7e-4f53-9a43-6d2f8c1b9a10")
 SUBSIDY = "skill_upgrade_subsidy"
 SERVICE_TYPES = ("service.claimed", "service.decided", "service.paid")
 STATUSES = ("offered", "over_annual_limit", "claimed", "approved", "refused", "paid")
-NOTICE_CODES = ("no_written_contract", "platform_without_injury_cover")
 NOTICE = "notice"
 SERVICES_TOML = Path(__file__).resolve().parents[1] / "deploy" / "services.toml"  # the operators' file
 

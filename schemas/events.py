@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from processors.identity import IdentityError, normalise_ssn, validate_occupation_code, validate_org_code
+from schemas.identity import IdentityError, normalise_ssn, validate_occupation_code, validate_org_code
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
@@ -416,16 +416,17 @@ EVENT_CLASSES: tuple[type[Envelope], ...] = (
 )
 EVENT_TYPES: dict[str, type[Envelope]] = {c.model_fields["type"].annotation.__args__[0]: c for c in EVENT_CLASSES}
 
-# The topic each type is published on; event.retracted may go on any of the four.
+# The four event topics, and the topic each type is published on; event.retracted may go
+# on any of the four.
+EVENT_TOPICS: tuple[str, ...] = ("training-events", "employment-events", "insurance-events", "certification-events")
 TOPIC_OF_TYPE: dict[str, str] = {
-    **{t: "training-events" for t in ("training.enrolled", "training.completed", "training.withdrawn")},
-    **{t: "employment-events" for t in ("employment.started", "employment.ended")},
-    **{t: "insurance-events" for t in (
+    **{t: EVENT_TOPICS[0] for t in ("training.enrolled", "training.completed", "training.withdrawn")},
+    **{t: EVENT_TOPICS[1] for t in ("employment.started", "employment.ended")},
+    **{t: EVENT_TOPICS[2] for t in (
         "insurance.enrolled", "insurance.contribution", "insurance.suspended", "insurance.transferred", "card.issued",
         "service.claimed", "service.decided", "service.paid")},
-    **{t: "certification-events" for t in ("certificate.issued", "certificate.revoked", "honor.awarded")},
+    **{t: EVENT_TOPICS[3] for t in ("certificate.issued", "certificate.revoked", "honor.awarded")},
 }
-EVENT_TOPICS: tuple[str, ...] = ("training-events", "employment-events", "insurance-events", "certification-events")
 
 Event = Annotated[Union[EVENT_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
 

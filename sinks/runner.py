@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from sinks.base import DEFAULT_GROUP, TOPIC, ApplyResult, FileChange, Store
 from streams import codec
 from streams.kafka_security import KafkaSecurity, or_env

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from processors.identity import mask_ssn, normalise_ssn, validate_org_code
+from schemas.identity import mask_ssn, normalise_ssn, validate_org_code
 from processors.views import View, ViewConfigError, check_pseudonym_key, views_from_config
 
 log = logging.getLogger("workerfile.access")

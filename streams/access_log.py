@@ -39,7 +39,7 @@ from aiokafka.partitioner import murmur2
 
 from streams import codec
 from streams.topics import WORKER_ACCESS_LOG
-from workerfile.logmask import mask_text
+from schemas.identity import mask_text
 
 log = logging.getLogger("workerfile.access_log")
 READ_TIMEOUT = 30.0  # seconds a request waits for its partition to be read up to its end

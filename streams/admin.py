@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from processors.identity import normalise_ssn
+from schemas.identity import normalise_ssn
 from streams import codec
 from streams.kafka_security import KafkaSecurity
 from streams.producer import EventProducer

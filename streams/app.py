@@ -41,7 +41,7 @@ import faust
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from workerfile.logmask import mask_text
+from schemas.identity import mask_text
 from processors.organisations import DEVELOPMENT_MODE, load_organisations
 from processors.services import load_service_rules
 from streams import codec
@@ -52,6 +52,7 @@ from streams.handler import Audiences
 from streams.settings import StreamSettings
 from streams.topics import (
     EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_SERVICES, changelog_topic,
+    on_demand_view_config,
 )
 from streams.web import register_web
 
@@ -203,13 +204,16 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     ledger = ServiceLedger(settings.broker, settings.aiokafka_kwargs())
     out_topics: dict[str, faust.TopicT] = {}
     per_org_views = tuple(v.topic.split("{org}")[0] for v in audiences.published.values() if v.per_org)
+    view_config = on_demand_view_config()
 
     async def topic(name: str) -> faust.TopicT:
         if name not in out_topics:
             if per_org_views and name.startswith(per_org_views):
                 # a per-organisation view (e.g. a training institution's): created when first needed
                 new = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                                compacting=True, config={"delete.retention.ms": "86400000"})
+                                compacting="compact" in view_config.get("cleanup.policy", ""),
+                                deleting="delete" in view_config.get("cleanup.policy", ""),
+                                config={k: v for k, v in view_config.items() if k != "cleanup.policy"})
                 await new.maybe_declare()
                 # its metadata (partitions and leaders) before the first send, so that the
                 # batch does not wait on a topic the producer does not know yet

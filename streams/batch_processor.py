@@ -35,7 +35,7 @@ from collections import OrderedDict, defaultdict
 from typing import Any, Awaitable, Callable, Protocol
 
 from processors.fold import WorkerState
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from processors.organisations import Organisations
 from processors.services import DEFAULT_RULES, SubsidyRules
 from streams import codec

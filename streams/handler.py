@@ -20,7 +20,7 @@ from processors.fold import (
     ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, state_from_bytes,
     state_to_bytes, table_writes,
 )
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from processors.intake import Rejection, validate_event
 from processors.organisations import Organisations
 from processors.views import View, view_records
@@ -106,6 +106,8 @@ def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: 
             Rejection("malformed", "empty message (no value)"), key, value, origin)])
     try:
         data = codec.decode_event(value)
+    except codec.RegistryUnavailable:
+        raise  # the value may be fine: the batch fails and is tried again (nothing acked, nothing rejected)
     except Exception as err:  # CodecError, and anything a garbage body makes fastavro raise
         detail = err if isinstance(err, codec.CodecError) else f"undecodable body ({type(err).__name__})"
         return Intake(status="rejected", records=[rejection_record(

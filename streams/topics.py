@@ -16,13 +16,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.events import EVENT_TOPICS
 from streams.kafka_security import KafkaSecurity, or_env
 
-TRAINING_EVENTS = "training-events"
-EMPLOYMENT_EVENTS = "employment-events"
-INSURANCE_EVENTS = "insurance-events"
-CERTIFICATION_EVENTS = "certification-events"
-EVENT_TOPICS = (TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS)
+# the event topics are the event catalogue's (schemas/events.py: TOPIC_OF_TYPE)
+TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS = EVENT_TOPICS
 WORKER_FILES = "worker-files"
 WORKER_FILE_CHANGES = "worker-file-changes"
 WORKER_SERVICES = "worker-services"
@@ -78,6 +76,14 @@ def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partition
                             replication=prof["replication"], config={"cleanup.policy": "compact"})
                   for table in APP_TABLES]
     return specs
+
+
+def on_demand_view_config(path: Path = TOPICS_TOML) -> dict[str, str]:
+    """The config of the view topics the stream processors create when first needed (a
+    view of deploy/views.toml whose topic has "{org}"): `[on_demand.views]` of topics.toml."""
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    return {k: str(v) for k, v in raw["on_demand"]["views"]["config"].items()}
 
 
 def ensure_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurity | None = None) -> list[str]:

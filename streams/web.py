@@ -36,7 +36,7 @@ Malformed SSN → 400 with the reason; unknown SSN → 404. Every error is JSON,
 trailing slash → 404 `not_found`, a wrong method → 405 `method_not_allowed`, a body over
 MAX_BODY → 413 `too_large`, anything unforeseen → 500 `internal`): the middleware
 `json_errors` makes them so and masks in every error body anything shaped like a
-social-security number (workerfile.logmask.mask_text), whatever the input echoed (an
+social-security number (schemas.identity.mask_text), whatever the input echoed (an
 SSN as a field name or as a type is named back in a 422).
 """
 
@@ -57,7 +57,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from processors.derive import RETRACTED, derive_file, effective_events
-from processors.identity import IdentityError, mask_ssn, normalise_ssn
+from schemas.identity import IdentityError, mask_ssn, normalise_ssn
 from processors.intake import Rejection, validate_event
 from processors.organisations import Organisations
 from processors.views import view_of
@@ -68,7 +68,7 @@ from processors.services import DEFAULT_RULES, SubsidyRules
 from streams.access_log import AccessLogUnavailable, AccessLogView
 from streams.handler import Audiences, load_state
 from streams.topics import WORKER_ACCESS_LOG
-from workerfile.logmask import mask_text
+from schemas.identity import mask_text
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 INGEST_TIMEOUT = float(os.environ.get("WORKERFILE_INGEST_TIMEOUT", "30"))  # seconds to wait for the broker

@@ -1,7 +1,7 @@
 """A last line of defence for logs: every log record of the process has anything shaped
 like a social-security number masked (`110105********002X`), in its message and in its
 exception trace — also those of libraries (faust, aiokafka, aiohttp) that know nothing
-of SSNs. The project's own messages already mask (`processors.identity.mask_ssn`).
+of SSNs. The project's own messages already mask (`schemas.identity.mask_ssn`).
 
 Shapes masked: 18 characters (17 digits and a digit or X) and 15 digits, standing
 alone; and inside a longer run of digits (a library printing raw record bytes, where a
@@ -13,28 +13,8 @@ is masked too: harmless.
 from __future__ import annotations
 
 import logging
-import re
 
-from processors.identity import mask_ssn, ssn_check_char
-
-SSN_SHAPE = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
-DIGIT_RUN = re.compile(r"[0-9Xx]{18,}")
-
-
-def _mask_run(match: re.Match) -> str:
-    run = match.group(0)
-    out = list(run)
-    for start in range(len(run) - 17):
-        window = run[start:start + 18]
-        if window[:17].isdigit() and ssn_check_char(window[:17]) == window[17].upper():
-            out[start + 6:start + 14] = "*" * 8
-    return "".join(out)
-
-
-def mask_text(text: str) -> str:
-    """`text` with every SSN-shaped token masked."""
-    return DIGIT_RUN.sub(_mask_run, SSN_SHAPE.sub(lambda m: mask_ssn(m.group(0)), text))
-
+from schemas.identity import mask_text
 
 class MaskedLogRecord(logging.LogRecord):
     """A log record whose message and exception text never carry a whole number."""

@@ -16,7 +16,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 
 REGIONS = ("110105", "310115", "440305", "330106", "510107", "420106", "320505", "370202")
 OCCUPATIONS = ("6-18-01-01", "6-18-02-04", "6-20-03-01", "6-24-01-00", "6-31-01-03", "4-02-01-01", "6-05-01-02")

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processors.batch import fold_lines
-from processors.identity import make_ssn, mask_ssn
+from schemas.identity import make_ssn, mask_ssn
 from streams.local_kafka import LocalKafka
 from streams.runner import wait_for
 from streams.topics import ensure_topics, load_topic_specs

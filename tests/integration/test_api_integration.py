@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from processors.batch import fold_lines
-from processors.identity import make_ssn
+from schemas.identity import make_ssn
 from streams.local_kafka import LocalKafka
 from streams.reader import read_topic
 from streams.runner import wait_for

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from processors.batch import fold_lines
-from processors.identity import normalise_ssn
+from schemas.identity import normalise_ssn
 from schemas.events import EVENT_TOPICS
 from streams.codec import decode_event
 from streams.reader import read_topic

@@ -12,7 +12,7 @@ import sys
 import pytest
 from kafka import KafkaProducer
 
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from streams import codec
 from streams.local_kafka import LocalKafka, free_ports
 from streams.runner import WorkerProcess, wait_for

@@ -19,7 +19,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from processors.stats import LEVEL_NAMES, LEVELS, NOTICE_NAMES, SCHEMES, STATUS_NAMES
 from streams.runner import wait_for
 from tests.conftest import BUREAU, EMPLOYER_A, make_event

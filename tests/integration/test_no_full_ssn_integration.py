@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from processors.batch import fold_lines
-from processors.identity import make_ssn
+from schemas.identity import make_ssn
 from streams.reader import latest_files
 from streams.runner import WorkerProcess, wait_for
 from streams.topics import provision

@@ -18,9 +18,9 @@ from streams import codec
 from tests.integration.api_access import Access, _answers, call
 from tests.integration.conftest import PARTITIONS, as_line, publish
 from workerfile.population import generate_population, population_registry
+from schemas.events import EVENT_TOPICS
 
 pytestmark = pytest.mark.timeout(420)
-EVENT_TOPICS = ("training-events", "employment-events", "insurance-events", "certification-events")
 
 
 def test_the_worker_checks_sources_on_kafka_and_over_http(kafka, tmp_path):

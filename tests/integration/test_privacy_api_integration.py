@@ -10,17 +10,17 @@ import orjson
 import pytest
 
 from processors.batch import fold_lines
-from processors.identity import make_org_code
+from schemas.identity import make_org_code
 from processors.views import pseudonym, view_of
 from streams.reader import read_topic
 from streams.runner import wait_for
 from tests.integration.api_access import Access, api_worker, call, ingest
 from tests.integration.conftest import PARTITIONS  # noqa: F401  (the broker fixture's partitions)
 from workerfile.population import generate_population
+from schemas.events import EVENT_TOPICS
 
 pytestmark = pytest.mark.timeout(480)
 BUREAU = make_org_code("11440300007542610")
-EVENT_TOPICS = ("training-events", "employment-events", "insurance-events", "certification-events")
 
 
 def population(seed: int = 61, workers: int = 4) -> list[dict]:

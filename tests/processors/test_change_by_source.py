@@ -11,7 +11,7 @@ import orjson
 from processors.batch import fold_lines
 from processors.derive import derive_file
 from processors.fold import fold_event, from_table, table_writes
-from processors.identity import make_org_code
+from schemas.identity import make_org_code
 from tests.conftest import BUREAU, EVALUATOR, SSN_A, correction, envelope, make_event, retraction
 from tests.processors.test_organisations import NOW, registry
 

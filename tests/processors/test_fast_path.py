@@ -25,7 +25,7 @@ from processors.batch import BatchFold, fold_lines
 from processors.fold import (
     ACCEPTED, fold_event, make_record, new_state, state_from_bytes, state_to_bytes, to_record,
 )
-from processors.identity import make_ssn
+from schemas.identity import make_ssn
 from processors.intake import (
     Rejection, fast_json_line, fast_json_lines, instant_us, now_us, parse_json_line, validate_event,
 )

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from processors.batch import fold_lines
-from processors.identity import make_org_code
+from schemas.identity import make_org_code
 from processors.intake import REASON_ORDER, Rejection, parse_json_line, validate_event
 from processors.organisations import (
     ROLES, Organisations, OrganisationsError, load_organisations, parse_organisations, registry_toml, roles_for,

@@ -17,7 +17,7 @@ from processors import stats as st
 from processors.batch import BatchFold, fold_lines
 from processors.derive import derive_file
 from processors.intake import Rejection, parse_json_line
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 from schemas.outputs import WorkerFile
 from sinks.base import indexed_columns
 from tests.conftest import (AGENCY, EMPLOYER_A, EMPLOYER_B, SSN_A, SSN_B, correction, file_of, make_event,

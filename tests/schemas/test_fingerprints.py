@@ -19,9 +19,9 @@ from streams import asyncapi, codec
 from streams.topics import EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS
 
 # What each topic's values are written with (the pipeline's own topics and the event topics,
-# which the producer, `workerfile emit` and POST /events write with the current Event).
-PIPELINE_TOPICS = {**{topic: schema for topic, (schema, _, _) in asyncapi.TOPICS.items()},
-                   OPERATOR_COMMANDS: "OperatorCommand", REKEYED_EVENTS: "Event"}
+# which the producer, `workerfile emit` and POST /events write with the current Event): the
+# Avro topics of deploy/topics.toml, as the AsyncAPI document names them.
+PIPELINE_TOPICS = asyncapi.avro_topics()
 
 
 def crc64_avro(data: bytes) -> int:
@@ -95,5 +95,6 @@ def test_every_fingerprint_the_pipeline_writes_is_released_and_listed(topic):
 
 
 def test_every_topic_is_covered():
-    assert set(asyncapi.TOPICS) >= {*EVENT_TOPICS, "worker-access-log"}
+    assert set(PIPELINE_TOPICS) >= {*EVENT_TOPICS, "worker-access-log", OPERATOR_COMMANDS, REKEYED_EVENTS}
+    assert PIPELINE_TOPICS[OPERATOR_COMMANDS] == "OperatorCommand" and PIPELINE_TOPICS[REKEYED_EVENTS] == "Event"
     assert set(PIPELINE_TOPICS.values()) == set(codec.CURRENT)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 from processors.intake import validate_event
 from streams import codec
 from streams.admin import make_command

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from processors.batch import fold_lines
 from processors.derive import changed_sections, new_service_events
 from processors.fold import state_to_bytes
-from processors.identity import ORG_ALPHABET, make_org_code, make_ssn
+from schemas.identity import ORG_ALPHABET, make_org_code, make_ssn
 from processors.intake import Rejection, validate_event
 from schemas.avro import SCHEMA_DIR, released_versions
 from schemas.events import (

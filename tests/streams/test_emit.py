@@ -15,13 +15,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processors.identity import make_org_code, make_ssn
-from schemas.events import EVENT_TYPES
-from streams import emit
-from streams.emit import (
-    EVENT_ID_NAMESPACE, HEADER_ALIASES, LAYOUTS, EmitInputError, canonical_json, emit_file, read_rows,
-    rows_to_events, stable_event_id,
+from schemas.identity import make_org_code, make_ssn
+from processors.uploads import (
+    EVENT_ID_NAMESPACE, HEADER_ALIASES, LAYOUTS, EmitInputError, canonical_json, rows_to_events, stable_event_id,
 )
+from schemas.events import EVENT_TYPES, event_to_json_dict
+from streams import emit
+from streams.emit import emit_file, read_rows
+from tests.conftest import fold_files
 from workerfile.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,6 +335,16 @@ def test_event_id_conflicts_and_duplicates_within_the_file(tmp_path):
     assert [e.line for e in result.events] == [2, 5]
     assert result.events[0].event.event_id == "E1" and not result.events[0].derived_id
     assert result.events[1].derived_id and result.valid == 4 and result.invalid == 1
+
+
+def test_the_conflict_rule_is_the_fold_s_per_worker(tmp_path):
+    """The same event_id for two workers: two events, as the fold (one state per worker) takes them."""
+    header = "事件编号," + ZH_HEADER
+    rows = [f"E1,{zh_row()}", f"E1,{zh_row(SSN_B, hours='70')}"]
+    result = convert(write(tmp_path, "\n".join([header, *rows]) + "\n"))
+    assert errors(result) == [] and [e.line for e in result.events] == [2, 3]
+    files = fold_files(event_to_json_dict(e.event) for e in result.events)
+    assert [f["applied_events"] for f in files] == [1, 1]
 
 
 def test_correction_of_another_type_in_the_same_file(tmp_path):

@@ -9,7 +9,7 @@ import re
 
 import orjson
 
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from streams import emit
 from tests.conftest import SSN_A, make_event
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from processors.derive import derive_file
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 from processors.intake import validate_event
 from schemas.outputs import WorkerFileChange
 from streams import codec

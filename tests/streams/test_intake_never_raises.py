@@ -11,7 +11,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.identity import make_org_code, make_ssn
+from schemas.identity import make_org_code, make_ssn
 from processors.intake import Rejection, validate_event
 from streams import codec
 from streams.handler import INPUT_LIMIT, Origin, intake_message, rejection_record

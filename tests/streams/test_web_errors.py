@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web as aioweb
 from aiohttp.test_utils import TestClient, TestServer
 
-from processors.identity import mask_ssn
+from schemas.identity import mask_ssn
 from streams import web
 from streams.access import Callers, add_caller, load_views
 from tests.conftest import SOURCE, SSN_A

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from processors.identity import (
+from schemas.identity import (
     IdentityError,
     make_org_code,
     make_ssn,

@@ -163,3 +163,22 @@ def validate_occupation_code(code: str) -> str:
     if not OCCUPATION_RE.fullmatch(code):
         raise IdentityError("invalid_occupation_code", "must look like D-DD-DD-DD or D-DD-DD-DD-DD with major category 1-8")
     return code
+
+
+SSN_SHAPE = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+DIGIT_RUN = re.compile(r"[0-9Xx]{18,}")
+
+
+def _mask_run(match: re.Match) -> str:
+    run = match.group(0)
+    out = list(run)
+    for start in range(len(run) - 17):
+        window = run[start:start + 18]
+        if window[:17].isdigit() and ssn_check_char(window[:17]) == window[17].upper():
+            out[start + 6:start + 14] = "*" * 8
+    return "".join(out)
+
+
+def mask_text(text: str) -> str:
+    """`text` with every SSN-shaped token masked (every log record is: workerfile.logmask)."""
+    return DIGIT_RUN.sub(_mask_run, SSN_SHAPE.sub(lambda m: mask_ssn(m.group(0)), text))
