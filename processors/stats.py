@@ -55,8 +55,9 @@ whole list and the definitions):
                                           distinct workers)
 
 A "current employment" is one without end_date. The region of a worker is the region of
-the card, else of the latest open employment (greatest (start_date, employer)), the same
-rule as the `region` column of `workerfile sink`; its province is the first two digits.
+the card, else of the latest open employment (greatest (start_date, employer))
+(`worker_region`, which is also the `region` column of `workerfile sink`); its province
+is the first two digits.
 A notice's province is that of the open employment it is about (same employer and
 start_date = since), else the worker's.
 
@@ -154,8 +155,9 @@ def current_employments(file: Mapping) -> list[dict]:
 
 
 def worker_region(file: Mapping) -> str | None:
-    """The card's region, else the region of the latest open employment, else None (the
-    same rule as the `region` column of `workerfile sink`)."""
+    """The card's region, else the region of the latest open employment, else None. The
+    one region rule: the `region` column of `workerfile sink` (`sinks.base.indexed_columns`)
+    is this too."""
     card = file.get("card")
     region = card.get("region") if card else None
     if not region:

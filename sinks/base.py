@@ -1,6 +1,9 @@
-"""The storage side of `workerfile sink`: a small interface that materialises the compacted
-`worker-files` topic into one relational table, implemented for SQLite (`sinks.sqlite`)
-and PostgreSQL (`sinks.postgres`). The Kafka loop is in `sinks.runner`.
+"""The storage side of `workerfile sink`: `FileStore` materialises the compacted
+`worker-files` topic into one relational table, written once for SQLite and PostgreSQL
+on a `sinks.datastore.Datastore` (the connection, transactions and dialect of each
+database: `sinks.sqlite`, `sinks.postgres`). `Store` is what it shares with the
+statistics store (`sinks.stats`): the database, the tables, the consumer's offsets and
+`Store.open`. The Kafka loop is in `sinks.runner`.
 
 Tables (the same in both databases):
 
@@ -33,7 +36,8 @@ repartitioned or recreated, rebuild the table (a fresh database).
 **Derived columns.** `highest_skill_level` is the file's; `current_employer` is the first
 of `current_employers` (they are sorted), or null; `region` is the region of the card,
 else the region of the latest open employment (greatest (start_date, employer) among
-the employments without end_date), else null.
+the employments without end_date), else null (`processors.stats.worker_region`, the one
+rule, which the statistics count by too).
 """
 
 from __future__ import annotations
@@ -41,7 +45,12 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Self
+
+import orjson
+
+from processors.stats import worker_region
+from sinks.datastore import KINDS, Datastore, connect
 
 TOPIC = "worker-files"
 DEFAULT_GROUP = "workerfile-sink"
@@ -80,13 +89,7 @@ def indexed_columns(file: dict) -> tuple[str | None, str | None, str | None]:
     """(highest_skill_level, current_employer, region) of a file (see the module doc)."""
     employers = file.get("current_employers") or []
     current_employer = employers[0] if employers else None
-    card = file.get("card")
-    region = card.get("region") if card else None
-    if not region:
-        open_ones = [e for e in file.get("employments") or [] if e.get("end_date") is None]
-        if open_ones:
-            region = max(open_ones, key=lambda e: (e.get("start_date") or "", e.get("employer") or "")).get("region")
-    return file.get("highest_skill_level"), current_employer, region or None
+    return file.get("highest_skill_level"), current_employer, worker_region(file)
 
 
 def latest_per_worker(changes: Iterable[FileChange]) -> list[FileChange]:
@@ -104,7 +107,153 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class FileStore(ABC):
+# --- the tables, written once for both databases (sinks.datastore: the dialect's fields) ---------
+
+OFFSETS_TABLE = """CREATE TABLE IF NOT EXISTS sink_offsets (
+    consumer_group  TEXT NOT NULL,
+    topic           TEXT NOT NULL,
+    kafka_partition INTEGER NOT NULL,
+    next_offset     {big_integer} NOT NULL,
+    updated_at      {timestamp_column},
+    PRIMARY KEY (consumer_group, topic, kafka_partition)
+)"""
+
+FILE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS worker_files (
+    ssn                 TEXT PRIMARY KEY,
+    version             {big_integer} NOT NULL,
+    document            {json_column:document},
+    highest_skill_level TEXT,
+    current_employer    TEXT,
+    region              TEXT,
+    updated_at          {timestamp_column}
+)""",
+    "CREATE INDEX IF NOT EXISTS worker_files_highest_skill_level ON worker_files (highest_skill_level)",
+    "CREATE INDEX IF NOT EXISTS worker_files_current_employer ON worker_files (current_employer)",
+    "CREATE INDEX IF NOT EXISTS worker_files_region ON worker_files (region)",
+    """CREATE TABLE IF NOT EXISTS worker_file_deletions (
+    ssn        TEXT PRIMARY KEY,
+    version    {big_integer} NOT NULL,
+    deleted_at {timestamp_column}
+)""",
+    OFFSETS_TABLE,
+)
+
+STORE_OFFSET = """
+INSERT INTO sink_offsets (consumer_group, topic, kafka_partition, next_offset, updated_at)
+VALUES (:group, :topic, :partition, :offset, {now})
+ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET
+    next_offset = excluded.next_offset, updated_at = excluded.updated_at
+WHERE excluded.next_offset > sink_offsets.next_offset
+"""
+
+UPSERT = """
+INSERT INTO worker_files (ssn, version, document, highest_skill_level, current_employer, region, updated_at)
+SELECT :ssn, :version, {json_value:document}, :highest_skill_level, :current_employer, :region, {now}
+WHERE NOT EXISTS (SELECT 1 FROM worker_file_deletions d WHERE d.ssn = :ssn AND d.version >= :version)
+ON CONFLICT (ssn) DO UPDATE SET
+    version = excluded.version, document = excluded.document,
+    highest_skill_level = excluded.highest_skill_level, current_employer = excluded.current_employer,
+    region = excluded.region, updated_at = excluded.updated_at
+WHERE excluded.version > worker_files.version
+"""
+
+FORGET_DELETION = "DELETE FROM worker_file_deletions WHERE ssn = :ssn AND version < :version"
+
+REMEMBER_DELETION = """
+INSERT INTO worker_file_deletions (ssn, version, deleted_at)
+SELECT :ssn, :version, {now}
+WHERE NOT EXISTS (SELECT 1 FROM worker_files f WHERE f.ssn = :ssn AND f.version > :version)
+ON CONFLICT (ssn) DO UPDATE SET version = excluded.version, deleted_at = excluded.deleted_at
+WHERE excluded.version > worker_file_deletions.version
+"""
+
+DELETE_ROW = "DELETE FROM worker_files WHERE ssn = :ssn AND version < :version"
+
+COLUMNS = ("ssn", "version", "document", "highest_skill_level", "current_employer", "region", "updated_at")
+
+
+class Store(ABC):
+    """What the stores of `sinks/` share: a database (`sinks.datastore`), tables created
+    if missing, and the consumer's offsets in `sink_offsets`, written by `apply` in the
+    same transaction as the data they advanced. `Store.open` is the one way to open a
+    store of either database; `sinks.runner` feeds any store."""
+
+    what = "store"  # in the error of an unknown database kind
+    default_group: str
+    sqlite_path: str  # the default file of the SQLite database
+    application_name: str  # PostgreSQL: the connection's name (pg_stat_activity)
+    lock_key: int  # PostgreSQL: the advisory lock that serialises this store's write transactions
+    tables: tuple[str, ...]  # the DDL, with the dialect's fields
+
+    def __init__(self, db: Datastore):
+        self.db = db
+
+    @classmethod
+    def open(cls, kind: str, db: str | None = None) -> Self:
+        """A store of `kind` ("sqlite": db is a file path, default `sqlite_path`;
+        "postgres": db is a libpq connection string or URI, "" for the PG* environment
+        variables), schema ensured."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown {cls.what} kind {kind!r} (sqlite or postgres)")
+        store = cls(connect(kind, db, sqlite_path=cls.sqlite_path, application_name=cls.application_name,
+                            lock_key=cls.lock_key))
+        try:
+            store.ensure_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def kind(self) -> str:
+        return self.db.kind
+
+    @property
+    def conn(self):
+        """The driver's connection (sqlite3 or psycopg), for queries of your own."""
+        return self.db.conn
+
+    def ensure_schema(self) -> None:
+        """Create the tables and indexes if missing (idempotent)."""
+        with self.db.transaction():
+            self._create_tables()
+
+    def _create_tables(self) -> None:
+        for statement in self.tables:
+            self.db.execute(statement)
+
+    @abstractmethod
+    def apply(self, changes: Iterable[FileChange], offsets: Mapping[int, int] | None = None, *,
+              group: str | None = None, topic: str = TOPIC) -> ApplyResult:
+        """In one transaction: every change (version-guarded) and, for each partition in
+        `offsets`, the next offset to read (never moved back)."""
+
+    def offsets(self, group: str | None = None, topic: str = TOPIC) -> dict[int, int]:
+        """The stored next offset of each partition, {} for a new group."""
+        rows = self.db.execute("SELECT kafka_partition, next_offset FROM sink_offsets "
+                               "WHERE consumer_group = :group AND topic = :topic",
+                               {"group": self.default_group if group is None else group, "topic": topic})
+        return {p: o for p, o in rows}
+
+    def _store_offsets(self, offsets: Mapping[int, int], group: str | None, topic: str, now: str) -> None:
+        """Within the open transaction: the next offset of each partition, never moved back."""
+        group = self.default_group if group is None else group
+        self.db.executemany(STORE_OFFSET, [{"group": group, "topic": topic, "partition": p, "offset": o, "now": now}
+                                           for p, o in sorted(offsets.items())])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FileStore(Store):
     """A database that holds the latest file of every worker, and the sink's offsets.
 
     `apply` is the one write: a batch of changes and the consumer's next offsets, in one
@@ -112,42 +261,65 @@ class FileStore(ABC):
     (`get_file`, `get_row`, `rows`, `offsets`) see committed data only.
     """
 
-    kind: str = "?"
+    what = "sink"
+    default_group = DEFAULT_GROUP
+    sqlite_path = "worker_files.sqlite3"
+    application_name = "workerfile-sink"
+    lock_key = 0x776F726B66696C65  # "workfile"
+    tables = FILE_TABLES
 
-    @abstractmethod
-    def ensure_schema(self) -> None:
-        """Create the tables and indexes if missing (idempotent)."""
-
-    @abstractmethod
     def apply(self, changes: Iterable[FileChange], offsets: Mapping[int, int] | None = None, *,
-              group: str = DEFAULT_GROUP, topic: str = TOPIC) -> ApplyResult:
+              group: str | None = None, topic: str = TOPIC) -> ApplyResult:
         """In one transaction: every change (version-guarded, see the module doc) and, for
         each partition in `offsets`, the next offset to read (never moved back)."""
+        changes = list(changes)
+        now = utc_now().isoformat(timespec="microseconds")  # SQLite's timestamps; PostgreSQL: now()
+        files, tombstones = [], []
+        for change in latest_per_worker(changes):
+            if change.file is None:
+                tombstones.append({"ssn": change.ssn, "version": change.version, "now": now})
+                continue
+            level, employer, region = indexed_columns(change.file)
+            files.append({"ssn": change.ssn, "version": change.version, "now": now,
+                          "document": orjson.dumps(change.file).decode(), "highest_skill_level": level,
+                          "current_employer": employer, "region": region})
+        result = ApplyResult()
+        db = self.db
+        with db.transaction():
+            if files:
+                result.written = db.executemany(UPSERT, files)
+                db.executemany(FORGET_DELETION, files)
+            if tombstones:
+                db.executemany(REMEMBER_DELETION, tombstones)
+                result.deleted = db.executemany(DELETE_ROW, tombstones)
+            if offsets:
+                self._store_offsets(offsets, group, topic, now)
+        result.ignored = len(changes) - result.written - result.deleted
+        return result
 
-    @abstractmethod
-    def offsets(self, group: str = DEFAULT_GROUP, topic: str = TOPIC) -> dict[int, int]:
-        """The stored next offset of each partition, {} for a new group."""
+    def _row(self, values: tuple) -> dict:
+        row = dict(zip(COLUMNS, values))
+        row["document"] = self.db.load_json(row["document"])
+        return row
 
-    @abstractmethod
     def get_row(self, ssn: str) -> dict | None:
         """The row of a worker: ssn, version, document (dict), highest_skill_level,
         current_employer, region, updated_at; None if there is none."""
+        found = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM worker_files WHERE ssn = :ssn", {"ssn": ssn})
+        return self._row(found[0]) if found else None
 
-    @abstractmethod
     def rows(self) -> list[dict]:
         """Every row (as `get_row`), sorted by ssn."""
+        return [self._row(v) for v in self.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM worker_files ORDER BY ssn {{bytewise}}")]
 
-    @abstractmethod
     def deletions(self) -> dict[str, int]:
         """The remembered tombstones: ssn -> version."""
+        return dict(self.db.execute("SELECT ssn, version FROM worker_file_deletions"))
 
-    @abstractmethod
     def count(self) -> int:
         """Number of rows of worker_files."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Close the connection."""
+        return self.db.execute("SELECT count(*) FROM worker_files")[0][0]
 
     def get_file(self, ssn: str) -> dict | None:
         """The latest file of a worker as the table holds it, or None."""
@@ -162,32 +334,11 @@ class FileStore(ABC):
         """Apply one tombstone in its own transaction; False when there was no older row."""
         return self.apply([FileChange(ssn, version, None)]).deleted == 1
 
-    def __enter__(self) -> "FileStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def open_store(kind: str, db: str | None = None) -> FileStore:
     """A store of `kind` ("sqlite": db is a file path; "postgres": db is a libpq
     connection string or URI, "" for the PG* environment variables), schema ensured."""
-    if kind == "sqlite":
-        from sinks.sqlite import SqliteStore
-
-        store: FileStore = SqliteStore(db or DEFAULT_SQLITE_PATH)
-    elif kind == "postgres":
-        from sinks.postgres import PostgresStore
-
-        store = PostgresStore(db or "")
-    else:
-        raise ValueError(f"unknown sink kind {kind!r} (sqlite or postgres)")
-    try:
-        store.ensure_schema()
-    except BaseException:
-        store.close()
-        raise
-    return store
+    return FileStore.open(kind, db)
 
 
-DEFAULT_SQLITE_PATH = "worker_files.sqlite3"
+DEFAULT_SQLITE_PATH = FileStore.sqlite_path

@@ -1,5 +1,7 @@
-"""The consumer loop of `workerfile sink` (kafka-python): reads `worker-files` and applies
-it to a `FileStore`, one database transaction per polled batch, rows and offsets together.
+"""The consumer loop of `workerfile sink` and `workerfile stats follow` (kafka-python):
+reads `worker-files` and applies it to a store (`sinks.base.Store`: the file sink's
+`FileStore` or the `StatsStore`), one database transaction per polled batch, rows and
+offsets together.
 
 - The sink assigns itself every partition of the topic (no Kafka consumer-group
   membership, nothing committed to Kafka): its offsets live in the database, in
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas.identity import mask_ssn
-from sinks.base import DEFAULT_GROUP, TOPIC, ApplyResult, FileChange, FileStore
+from sinks.base import DEFAULT_GROUP, TOPIC, ApplyResult, FileChange, Store
 from streams import codec
 from streams.kafka_security import KafkaSecurity, or_env
 
@@ -80,7 +82,7 @@ class Sink:
     """Materialises `topic` into `store`. `run()` returns the stats; raises SinkError.
     `security`: the login (default: the WORKERFILE_KAFKA_* environment)."""
 
-    def __init__(self, store: FileStore, bootstrap: str, group: str = DEFAULT_GROUP, topic: str = TOPIC,
+    def __init__(self, store: Store, bootstrap: str, group: str = DEFAULT_GROUP, topic: str = TOPIC,
                  batch_size: int = 500, poll_timeout_ms: int = 500, topic_timeout: float = 30.0,
                  security: KafkaSecurity | None = None):
         self.store = store
@@ -179,7 +181,7 @@ class Sink:
                             f"in that partition applied or committed)")
 
 
-def run_sink(store: FileStore, bootstrap: str, group: str = DEFAULT_GROUP, once: bool = False,
+def run_sink(store: Store, bootstrap: str, group: str = DEFAULT_GROUP, once: bool = False,
              batch_size: int = 500, topic: str = TOPIC, handle_signals: bool = True,
              security: KafkaSecurity | None = None) -> SinkStats:
     """Run a sink until the end of the topic (`once`) or until SIGTERM/SIGINT."""

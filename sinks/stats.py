@@ -40,34 +40,32 @@ as the sink's `FileStore`).
 from __future__ import annotations
 
 import datetime as dt
-import re
-from abc import ABC, abstractmethod
 from typing import Any, Iterable, Mapping
 
 from processors import stats as st
-from sinks.base import TOPIC, ApplyResult, FileChange, latest_per_worker, utc_now
+from sinks.base import OFFSETS_TABLE, TOPIC, ApplyResult, FileChange, Store, latest_per_worker, utc_now
 
 DEFAULT_GROUP = "workerfile-stats"
 DEFAULT_SQLITE_PATH = "workerfile_stats.sqlite3"
 LOCK_KEY = 0x7374617473  # "stats": PostgreSQL advisory lock that serialises stats transactions
 CHUNK = 500  # ssns per SELECT ... IN (...)
 
-TABLES = """
-CREATE TABLE IF NOT EXISTS stats_workers (
+STATS_TABLES = (
+    """CREATE TABLE IF NOT EXISTS stats_workers (
     ssn          TEXT PRIMARY KEY,
     version      BIGINT NOT NULL,
     contribution TEXT NOT NULL,
     updated_at   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stats_totals (
+)""",
+    """CREATE TABLE IF NOT EXISTS stats_totals (
     key   TEXT PRIMARY KEY,
     value BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stats_meta (
+)""",
+    """CREATE TABLE IF NOT EXISTS stats_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
+)""",
 )
-"""
 
 SAVE_WORKER = """
 INSERT INTO stats_workers (ssn, version, contribution, updated_at) VALUES (:ssn, :version, :contribution, :now)
@@ -88,69 +86,32 @@ class StatsStoreOutdated(RuntimeError):
     """The store's contributions were counted with other definitions (see the module)."""
 
 
-class StatsStore(ABC):
-    """Per-worker contributions and running totals, with the consumer's offsets.
+class StatsStore(Store):
+    """Per-worker contributions and running totals, with the consumer's offsets, in
+    either database (`sinks.datastore`)."""
 
-    Subclasses give the connection, the transaction and the placeholder style; the
-    statements are the same in both databases (`:name` placeholders, rewritten to
-    `%(name)s` for psycopg)."""
-
-    kind = "?"
+    what = "database"
+    default_group = DEFAULT_GROUP
+    sqlite_path = DEFAULT_SQLITE_PATH
+    application_name = "workerfile-stats"
+    lock_key = LOCK_KEY
+    tables = (*STATS_TABLES, OFFSETS_TABLE)
     definitions: int = st.DEFINITIONS  # of the stored contributions (ensure_schema reads it)
 
-    # --- what a database provides ----------------------------------------------------------
-    @abstractmethod
-    def _begin(self) -> None: ...
-
-    @abstractmethod
-    def _begin_read(self) -> None:
-        """A read-only transaction: one consistent snapshot, no write lock."""
-
-    @abstractmethod
-    def _commit(self) -> None: ...
-
-    @abstractmethod
-    def _rollback(self) -> None: ...
-
-    @abstractmethod
-    def _execute(self, sql: str, params: Mapping | tuple = ()) -> list[tuple]:
-        """Run one statement; its rows (empty for a write)."""
-
-    @abstractmethod
-    def _executemany(self, sql: str, params: list[Mapping]) -> int:
-        """Run a statement for each parameter set; the number of rows changed."""
-
-    @abstractmethod
-    def _offset_schema(self) -> list[str]:
-        """The sink's DDL of sink_offsets."""
-
-    @abstractmethod
-    def _store_offset_sql(self) -> str:
-        """The sink's forward-only upsert of sink_offsets."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    # --- the store ------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        self._begin()
-        try:
-            for statement in [s for s in TABLES.split(";") if s.strip()] + self._offset_schema():
-                self._execute(statement)
-            rows = self._execute("SELECT value FROM stats_meta WHERE key = 'definitions'")
+        db = self.db
+        with db.transaction():
+            self._create_tables()
+            rows = db.execute("SELECT value FROM stats_meta WHERE key = 'definitions'")
             if rows:
                 self.definitions = int(rows[0][0])
             else:  # a new database counts with this version; one from before the table with version 1
-                self.definitions = 1 if self._execute("SELECT 1 FROM stats_workers LIMIT 1") else st.DEFINITIONS
-                self._execute("INSERT INTO stats_meta (key, value) VALUES ('definitions', :value)",
-                              {"value": str(self.definitions)})
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+                self.definitions = 1 if db.execute("SELECT 1 FROM stats_workers LIMIT 1") else st.DEFINITIONS
+                db.execute("INSERT INTO stats_meta (key, value) VALUES ('definitions', :value)",
+                           {"value": str(self.definitions)})
 
     def apply(self, changes: Iterable[FileChange], offsets: Mapping[int, int] | None = None, *,
-              group: str = DEFAULT_GROUP, topic: str = TOPIC) -> ApplyResult:
+              group: str | None = None, topic: str = TOPIC) -> ApplyResult:
         """In one transaction: every change (newest per worker, version-guarded) folded into
         the totals, and the next offset of each partition in `offsets` (never moved back).
         `written` counts files applied, `deleted` tombstones that removed a worker,
@@ -160,8 +121,8 @@ class StatsStore(ABC):
         latest = latest_per_worker(changes)
         now = utc_now().isoformat(timespec="microseconds")
         result = ApplyResult()
-        self._begin()
-        try:
+        db = self.db
+        with db.transaction():
             stored = self._stored([c.ssn for c in latest])
             total_delta: dict[tuple, int] = {}
             rows = []
@@ -179,19 +140,13 @@ class StatsStore(ABC):
                 elif old:
                     result.deleted += 1
             if rows:
-                self._executemany(SAVE_WORKER, rows)
+                db.executemany(SAVE_WORKER, rows)
             if total_delta:
                 params = [{"key": st.key_text(k), "delta": v} for k, v in sorted(total_delta.items(), key=repr)]
-                self._executemany(ADD_TOTAL, params)
-                self._executemany(DROP_ZERO, [{"key": p["key"]} for p in params])
+                db.executemany(ADD_TOTAL, params)
+                db.executemany(DROP_ZERO, [{"key": p["key"]} for p in params])
             if offsets:
-                self._executemany(self._store_offset_sql(), [
-                    {"group": group, "topic": topic, "partition": p, "offset": o, "now": now}
-                    for p, o in sorted(offsets.items())])
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+                self._store_offsets(offsets, group, topic, now)
         result.ignored = len(changes) - result.written - result.deleted
         return result
 
@@ -209,30 +164,25 @@ class StatsStore(ABC):
         for i in range(0, len(ssns), CHUNK):
             chunk = ssns[i:i + CHUNK]
             marks = ", ".join(f":s{n}" for n in range(len(chunk)))
-            for ssn, version, text in self._execute(
+            for ssn, version, text in self.db.execute(
                     f"SELECT ssn, version, contribution FROM stats_workers WHERE ssn IN ({marks})",
                     {f"s{n}": s for n, s in enumerate(chunk)}):
                 found[ssn] = (version, text)
         return found
 
-    def offsets(self, group: str = DEFAULT_GROUP, topic: str = TOPIC) -> dict[int, int]:
-        rows = self._execute("SELECT kafka_partition, next_offset FROM sink_offsets "
-                             "WHERE consumer_group = :group AND topic = :topic", {"group": group, "topic": topic})
-        return {p: o for p, o in rows}
-
     def totals(self) -> dict[tuple, int]:
         """The running totals {key tuple: value}."""
-        return {st.key_of(k): v for k, v in self._execute("SELECT key, value FROM stats_totals")}
+        return {st.key_of(k): v for k, v in self.db.execute("SELECT key, value FROM stats_totals")}
 
     def contributions(self) -> dict[str, tuple[int, dict]]:
         """ssn -> (version, contribution) of every worker with a file (not the tombstoned)."""
         return {ssn: (version, st.contribution_of_text(text)) for ssn, version, text in
-                self._execute("SELECT ssn, version, contribution FROM stats_workers WHERE contribution <> '[]'")}
+                self.db.execute("SELECT ssn, version, contribution FROM stats_workers WHERE contribution <> '[]'")}
 
     def updated_at(self, group: str = DEFAULT_GROUP, topic: str = TOPIC) -> str | None:
         """When the consumer last committed a batch (RFC 3339, UTC), or None."""
-        rows = self._execute("SELECT max(updated_at) FROM sink_offsets WHERE consumer_group = :group "
-                             "AND topic = :topic", {"group": group, "topic": topic})
+        rows = self.db.execute("SELECT max(updated_at) FROM sink_offsets WHERE consumer_group = :group "
+                               "AND topic = :topic", {"group": group, "topic": topic})
         value = rows[0][0] if rows else None
         if isinstance(value, dt.datetime):
             value = value.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
@@ -242,15 +192,10 @@ class StatsStore(ABC):
                    group: str = DEFAULT_GROUP, topic: str = TOPIC) -> dict:
         """The figures (`processors.stats.figures` of the totals) and, under "meta", where
         they come from: the topic, the consumer group, its offsets and last update."""
-        self._begin_read()  # one consistent snapshot of totals and offsets
-        try:
+        with self.db.transaction(read_only=True):  # one consistent snapshot of totals and offsets
             totals = self.totals()
             offsets = self.offsets(group, topic)
             updated = self.updated_at(group, topic)
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
         body = st.figures(totals, min_cell=min_cell, dispatch_cap=dispatch_cap)
         meta = {"topic": topic, "group": group, "offsets": {str(p): o for p, o in sorted(offsets.items())},
                 "updated_at": updated, "generated_at": utc_now().isoformat(timespec="seconds"),
@@ -258,130 +203,11 @@ class StatsStore(ABC):
                 "definitions": self.definitions, "definitions_current": st.DEFINITIONS}
         return {"meta": meta, **body}
 
-    def __enter__(self) -> "StatsStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class SqliteStatsStore(StatsStore):
-    """SQLite (stdlib), WAL mode: readers (the dashboard) never block the consumer."""
-
-    kind = "sqlite"
-
-    def __init__(self, path: str, timeout: float = 60.0):
-        from sinks.sqlite import connect
-
-        self.path = str(path)
-        self.conn = connect(self.path, timeout)
-
-    def _begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def _begin_read(self) -> None:
-        self.conn.execute("BEGIN")
-
-    def _commit(self) -> None:
-        self.conn.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
-
-    def _execute(self, sql: str, params: Mapping | tuple = ()) -> list[tuple]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def _executemany(self, sql: str, params: list[Mapping]) -> int:
-        return self.conn.executemany(sql, params).rowcount
-
-    def _offset_schema(self) -> list[str]:
-        from sinks.sqlite import SCHEMA
-
-        return [s for s in SCHEMA.split(";") if "TABLE IF NOT EXISTS sink_offsets" in s]
-
-    def _store_offset_sql(self) -> str:
-        from sinks.sqlite import STORE_OFFSET
-
-        return STORE_OFFSET
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-_NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class PostgresStatsStore(StatsStore):
-    """PostgreSQL (psycopg 3); every write transaction takes an advisory lock first."""
-
-    kind = "postgres"
-
-    def __init__(self, dsn: str = "", connect_timeout: int = 30):
-        import psycopg
-
-        self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout,
-                                    application_name="workerfile-stats")
-
-    @staticmethod
-    def _sql(sql: str) -> str:
-        return _NAMED.sub(r"%(\1)s", sql)
-
-    def _begin(self) -> None:
-        self.conn.execute("BEGIN")
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-
-    def _begin_read(self) -> None:
-        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-
-    def _commit(self) -> None:
-        self.conn.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        import psycopg
-
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self.conn.execute("ROLLBACK")
-
-    def _execute(self, sql: str, params: Mapping | tuple = ()) -> list[tuple]:
-        with self.conn.cursor() as cur:
-            cur.execute(self._sql(sql), params or None)
-            return cur.fetchall() if cur.description else []
-
-    def _executemany(self, sql: str, params: list[Mapping]) -> int:
-        with self.conn.cursor() as cur:
-            cur.executemany(self._sql(sql), params)
-            return max(cur.rowcount, 0)
-
-    def _offset_schema(self) -> list[str]:
-        from sinks.postgres import SCHEMA
-
-        return [s for s in SCHEMA if "TABLE IF NOT EXISTS sink_offsets" in s]
-
-    def _store_offset_sql(self) -> str:
-        from sinks.postgres import STORE_OFFSET
-
-        return STORE_OFFSET
-
-    def close(self) -> None:
-        self.conn.close()
-
 
 def open_stats_store(kind: str = "sqlite", db: str | None = None) -> StatsStore:
     """A stats store of `kind` ("sqlite": db is a file path, default workerfile_stats.sqlite3;
     "postgres": a libpq connection string or URI, "" for the PG* variables), schema ensured."""
-    if kind == "sqlite":
-        store: StatsStore = SqliteStatsStore(db or DEFAULT_SQLITE_PATH)
-    elif kind == "postgres":
-        store = PostgresStatsStore(db or "")
-    else:
-        raise ValueError(f"unknown database kind {kind!r} (sqlite or postgres)")
-    try:
-        store.ensure_schema()
-    except BaseException:
-        store.close()
-        raise
-    return store
+    return StatsStore.open(kind, db)
 
 
 def follow(store: StatsStore, bootstrap: str, group: str = DEFAULT_GROUP, once: bool = False,
@@ -392,5 +218,5 @@ def follow(store: StatsStore, bootstrap: str, group: str = DEFAULT_GROUP, once: 
     from sinks.runner import run_sink
 
     store.check_definitions()  # before reading anything
-    return run_sink(store, bootstrap, group=group, once=once, batch_size=batch_size,  # type: ignore[arg-type]
+    return run_sink(store, bootstrap, group=group, once=once, batch_size=batch_size,
                     handle_signals=handle_signals, security=security)

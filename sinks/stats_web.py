@@ -133,8 +133,7 @@ class Follower:
         from sinks.runner import Sink
 
         self.store = open_store()
-        self.sink = Sink(self.store, bootstrap, group=group, batch_size=batch_size,  # type: ignore[arg-type]
-                         security=security)
+        self.sink = Sink(self.store, bootstrap, group=group, batch_size=batch_size, security=security)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="workerfile-stats-follow", daemon=True)
 

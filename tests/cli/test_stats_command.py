@@ -170,9 +170,7 @@ def test_a_store_of_older_definitions_is_not_followed(tmp_path, files):
     path = str(tmp_path / "old.sqlite3")
     with open_stats_store("sqlite", path) as store:
         store.apply([FileChange(f["ssn"], n, f) for n, f in enumerate(files[:5])], {0: 5})
-        store._begin()  # as a database of before the definitions version was left
-        store._execute("DELETE FROM stats_meta")
-        store._commit()
+        store.db.execute("DELETE FROM stats_meta")  # as a database of before the definitions version was left
     for command in (["follow", "--once"], ["serve", "--follow", "--port", "0"]):
         done = run("stats", *command, "--db", path, "--broker", "127.0.0.1:1")  # checked before any broker
         assert done.returncode == 1 and b"definitions version 1" in done.stderr and b"rebuild" in done.stderr, done

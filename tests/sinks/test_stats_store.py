@@ -108,7 +108,7 @@ def test_a_failed_transaction_changes_nothing(store, versions, monkeypatch):
     half = len(versions) // 2
     apply_in_batches(store, versions[:half])
     before = (store.totals(), store.offsets("g"), store.contributions())
-    real = store._executemany
+    real = store.db.executemany
 
     def failing(sql, params):
         if sql == ADD_TOTAL:
@@ -116,7 +116,7 @@ def test_a_failed_transaction_changes_nothing(store, versions, monkeypatch):
             raise RuntimeError("the database went away")
         return real(sql, params)
 
-    monkeypatch.setattr(store, "_executemany", failing)
+    monkeypatch.setattr(store.db, "executemany", failing)
     with pytest.raises(RuntimeError):
         store.apply(versions[half:], {0: len(versions)}, group="g")
     monkeypatch.undo()
@@ -148,9 +148,8 @@ def test_a_store_counted_with_other_definitions_is_refused_until_rebuilt(store, 
 
     assert store.definitions == st.DEFINITIONS
     store.apply(versions[:20], {0: 20}, group="g")
-    store._begin()  # as a database of the previous version was left: no stats_meta row, contributions stored
-    store._execute("DELETE FROM stats_meta")
-    store._commit()
+    # as a database of the previous version was left: no stats_meta row, contributions stored
+    store.db.execute("DELETE FROM stats_meta")
     store.ensure_schema()
     assert store.definitions == 1
     before = (store.totals(), store.offsets("g"))
@@ -159,10 +158,9 @@ def test_a_store_counted_with_other_definitions_is_refused_until_rebuilt(store, 
     assert (store.totals(), store.offsets("g")) == before  # nothing added to the old contributions
     meta = store.stats_json(group="g")["meta"]
     assert (meta["definitions"], meta["definitions_current"]) == (1, st.DEFINITIONS)
-    store._begin()  # emptied: a fresh database counts with this version
-    for table in ("stats_meta", "stats_workers", "stats_totals"):
-        store._execute(f"DELETE FROM {table}")
-    store._commit()
+    with store.db.transaction():  # emptied: a fresh database counts with this version
+        for table in ("stats_meta", "stats_workers", "stats_totals"):
+            store.db.execute(f"DELETE FROM {table}")
     store.ensure_schema()
     assert store.definitions == st.DEFINITIONS
     apply_in_batches(store, versions)
