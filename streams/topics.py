@@ -1,6 +1,7 @@
 """The topics of the contract (section 6), and their provisioning from one config
 (`deploy/topics.toml`): `workerfile topics` creates what is missing and verifies what
-exists (partitions, and compaction on `worker-files`).
+exists (partitions, replication factor, `min.insync.replicas`, and compaction on
+`worker-files`).
 
 Every topic is keyed by the normalised SSN and has the same number of partitions, so a
 worker's events, state and outputs all live in the same partition number.
@@ -46,13 +47,14 @@ class TopicSpec:
 
 
 def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partitions: int | None = None) -> list[TopicSpec]:
-    """The topics of a profile (`local` or `cluster`) of deploy/topics.toml."""
+    """The topics of a profile (`local` or `cluster`) of deploy/topics.toml. Every topic
+    gets the profile's config (`min.insync.replicas`), under its own."""
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
     prof = raw["profiles"][profile]
     specs = []
     for name, topic in raw["topics"].items():
-        config = {k: str(v) for k, v in topic.get("config", {}).items()}
+        config = {k: str(v) for k, v in {**prof.get("config", {}), **topic.get("config", {})}.items()}
         specs.append(TopicSpec(
             name=name,
             partitions=partitions or topic.get("partitions", prof["partitions"]),
@@ -91,8 +93,12 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurit
                 n = len(described[s.name]["partitions"])
                 if n != s.partitions:
                     problems.append(f"{s.name}: has {n} partitions, config says {s.partitions}")
+                replicas = {len(p["replica_nodes"]) for p in described[s.name]["partitions"]}
+                if replicas and replicas != {s.replication}:
+                    problems.append(f"{s.name}: replication factor {'/'.join(map(str, sorted(replicas)))}, "
+                                    f"config says {s.replication}")
                 for k, v in s.config.items():
-                    if k == "cleanup.policy" and actual_configs.get(s.name, {}).get(k) != v:
+                    if k in ("cleanup.policy", "min.insync.replicas") and actual_configs.get(s.name, {}).get(k) != v:
                         problems.append(f"{s.name}: {k}={actual_configs.get(s.name, {}).get(k)}, config says {v}")
                 lines.append(f"verified {s.name} ({n} partitions)")
         if problems:
