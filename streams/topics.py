@@ -86,7 +86,8 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurit
         present = [s for s in specs if s.name in existing]
         if present:
             described = {t["name"]: t for t in admin.describe_topics([s.name for s in present])}
-            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present],
+                                             config_filter="all")  # the effective values, defaults too
             actual_configs = {name: {k: v["value"] for k, v in entries.items()}
                               for name, entries in configs.get("topic", {}).items()}
             for s in present:
