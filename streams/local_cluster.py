@@ -5,7 +5,7 @@ KRaft controller quorum on 127.0.0.1, each node one `deploy/kafka/kafka.sh` proc
     with LocalCluster() as cluster:          # 3 brokers, 1 dedicated controller
         ensure_topics(cluster.bootstrap, load_topic_specs("cluster"))
         cluster.kill(2)                      # kill -9 of broker 2
-        cluster.start_node(2)                # back, with its data
+        cluster.start_node(2)                # back with its data (it catches up)
 
 The cluster's settings are those of production (deploy/cluster/): replication factor 3
 of every topic (and of `__consumer_offsets`), `min.insync.replicas` 2,
@@ -88,13 +88,13 @@ class LocalCluster:
             self._each(group, lambda node: node.start())
         return self
 
-    def start_node(self, node_id: int) -> None:
-        """Start one node again (after kill or stop_node), with its data."""
-        self.nodes[node_id].start()
+    def start_node(self, *node_ids: int) -> None:
+        """Start nodes again (after kill or stop_node), with their data, in parallel."""
+        self._each(node_ids, lambda node: node.start())
 
-    def kill(self, node_id: int) -> None:
-        """kill -9 of one node."""
-        self.nodes[node_id].kill()
+    def kill(self, *node_ids: int) -> None:
+        """kill -9 of nodes."""
+        self._each(node_ids, lambda node: node.kill())
 
     def stop_node(self, node_id: int) -> None:
         """A clean shutdown of one node (SIGTERM)."""
