@@ -804,7 +804,7 @@ def emit_file(path: str | Path, sender: Sender | None = None, *, broker: str | N
         _send_all(sender, conversion.events, summary, timeout)
     finally:
         if own:
-            sender.close(0 if summary.failures else None)  # nothing left to wait for after a failure
+            sender.close()  # soon: every record is acknowledged or has failed within `timeout` of its send
     return summary
 
 

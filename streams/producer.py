@@ -49,9 +49,16 @@ def delivery_within(seconds: float) -> dict:
     """kafka-python settings that make the producer give up on a record `seconds` after
     it was handed over (retries included, e.g. while a partition has fewer in-sync replicas
     than min.insync.replicas): its future then fails with KafkaTimeoutError. Also the
-    longest wait for metadata and buffer space in send()."""
+    longest wait for metadata and buffer space in send().
+
+    Not idempotent: kafka-python's (3.0.12) idempotent producer, once one batch has
+    expired, resets its producer id and leaves the batches of the other partitions pending
+    for ever, so flush() and close() would never return (seen with two of three brokers
+    down). Without it a retry may write an event twice; the fold takes the second copy as a
+    duplicate (same event_id, same content)."""
     ms = max(1000, int(seconds * 1000))
-    return {"delivery_timeout_ms": ms, "request_timeout_ms": min(30_000, ms - LINGER_MS), "max_block_ms": ms}
+    return {"delivery_timeout_ms": ms, "request_timeout_ms": min(30_000, ms - LINGER_MS), "max_block_ms": ms,
+            "enable_idempotence": False}
 
 
 LINGER_MS = 5
@@ -129,10 +136,9 @@ class EventProducer:
             raise DeliveryFailed(f"{len(failed)} of {len(pending)} records were not delivered: {failed[0]!r}")
         return len(pending)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Close, waiting up to `timeout` s (None: until every record is delivered or
-        has failed) for the records not yet acknowledged."""
-        self._producer.close(timeout)
+    def close(self) -> None:
+        """Close, once every record is acknowledged or has failed (`delivery_within`)."""
+        self._producer.close()
 
     def __enter__(self) -> "EventProducer":
         return self
