@@ -231,8 +231,11 @@ def register_web(app: faust.App, states, access_logs, audiences: Audiences, call
         # HTTP headers are Latin-1)
         purpose = request.query.get("purpose") or unquote(request.headers.get("X-Purpose", ""))
         entry = access_entry(ssn, caller, action, purpose)
-        future = await app.topic(WORKER_ACCESS_LOG).send(key=ssn.encode(), value=codec.encode("AccessLogEntry", entry))
-        await asyncio.wait_for(future, INGEST_TIMEOUT)
+
+        async def send(item):
+            return await app.topic(WORKER_ACCESS_LOG).send(key=ssn.encode(), value=codec.encode("AccessLogEntry", item))
+
+        await send_acknowledged(send, [entry], INGEST_TIMEOUT)  # bounded, the delivery never cancelled
 
     async def answer_for_worker(view: View, request: Request, raw_ssn: str, action: str, permission: str | None,
                                 render, table=None) -> Response:
@@ -365,12 +368,26 @@ async def send_acknowledged(send, items, timeout: float) -> None:
     delivery is acknowledged, all of it within `timeout` seconds: handing over waits too
     when the producer's buffer for a partition is full (a leader down), so it is bounded
     with the acknowledgements. Raises asyncio.TimeoutError, or the first delivery error;
-    what was handed over may still be delivered later (event ids make a resend harmless)."""
-    async def every_one() -> None:
-        futures = [await send(item) for item in items]
-        await asyncio.gather(*futures)
+    what was handed over may still be delivered later (event ids make a resend harmless).
 
-    await asyncio.wait_for(every_one(), timeout)
+    The delivery futures are never cancelled: faust resolves its own message of each in a
+    callback that fails on a cancelled one, and the producer's flush before every offset
+    commit would then wait for that message for ever (the stream stops)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    futures = []
+
+    async def hand_over() -> None:
+        for item in items:
+            futures.append(await send(item))
+
+    await asyncio.wait_for(hand_over(), timeout)
+    if futures:
+        _, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        if pending:
+            raise asyncio.TimeoutError()
+        for future in futures:
+            future.result()  # the first delivery error, if any
 
 
 def not_acknowledged(err: BaseException, timeout: float) -> str:
