@@ -1,7 +1,7 @@
 """Bounded waits for the brokers' acknowledgement, without a broker: POST /events hands
 over and waits within one timeout (streams.web.send_acknowledged, then a 503 with a reason),
 and `workerfile emit --timeout` makes its producer give up on a record in that time
-(streams.producer.delivery_within) and not wait again when it closes."""
+(streams.producer.delivery_within), so that closing it does not wait longer."""
 
 from __future__ import annotations
 
@@ -86,10 +86,11 @@ def test_delivery_within_is_a_valid_kafka_python_config(seconds):
 
     config = delivery_within(seconds)
     assert config["delivery_timeout_ms"] == config["max_block_ms"] == seconds * 1000
-    RecordAccumulator(linger_ms=5, **{k: v for k, v in config.items() if k != "max_block_ms"})  # raises if not
+    RecordAccumulator(linger_ms=5, **{k: v for k, v in config.items()
+                                      if k not in ("max_block_ms", "enable_idempotence")})  # raises if not
 
 
-def test_emit_gives_its_producer_the_timeout_and_does_not_wait_again_after_a_failure(tmp_path, monkeypatch):
+def test_emit_gives_its_producer_the_timeout_and_says_what_was_not_acknowledged(tmp_path, monkeypatch):
     made = {}
 
     class Future:
@@ -108,8 +109,8 @@ def test_emit_gives_its_producer_the_timeout_and_does_not_wait_again_after_a_fai
             made["flush"] = timeout
             raise TimeoutError("Timeout waiting for future")
 
-        def close(self, timeout=None):
-            made["close"] = timeout
+        def close(self):
+            made["closed"] = True
 
     import streams.producer
 
@@ -117,6 +118,50 @@ def test_emit_gives_its_producer_the_timeout_and_does_not_wait_again_after_a_fai
     path = tmp_path / "events.jsonl"
     path.write_text(line(make_event("training.completed")) + "\n")
     summary = emit.emit_file(path, broker="127.0.0.1:1", timeout=7)
-    assert made["delivery_timeout_ms"] == 7000 and made["flush"] == 7 and made["close"] == 0
+    assert made["delivery_timeout_ms"] == 7000 and made["flush"] == 7 and made["closed"]
     assert summary.exit_code == 3 and summary.confirmed == 0
     assert summary.failures[0].startswith("not every event was acknowledged within 7 s")
+
+
+def test_deliveries_still_pending_at_the_timeout_are_not_cancelled():
+    async def main():
+        loop = asyncio.get_running_loop()
+        futures = []
+
+        async def send(item):
+            futures.append(loop.create_future())
+            return futures[-1]
+
+        with pytest.raises(asyncio.TimeoutError):
+            await web.send_acknowledged(send, [1, 2], timeout=0.1)
+        return futures
+
+    futures = run(main())
+    assert len(futures) == 2 and not any(f.cancelled() for f in futures)
+
+
+# --- the stream worker: a batch failing while brokers are down is tried again, not dropped ---
+
+def test_a_batch_failing_while_brokers_are_down_is_tried_again_for_the_outage_window():
+    from aiokafka.errors import (InvalidReplicationFactorError, KafkaTimeoutError, NodeNotReadyError,
+                                 NotEnoughReplicasError, RequestTimedOutError)
+
+    from streams.app import BATCH_BACKOFF_MAX, OUTAGE_WINDOW, retry_delay, transient
+
+    for err in (NodeNotReadyError(), NotEnoughReplicasError(), RequestTimedOutError(), KafkaTimeoutError(),
+                InvalidReplicationFactorError(), asyncio.TimeoutError(), asyncio.CancelledError()):
+        assert transient(err), err
+        delays = [retry_delay(err, attempt, failing_for=attempt) for attempt in range(1, 30)]
+        assert delays[:6] == [0.5, 1, 2, 4, 8, BATCH_BACKOFF_MAX] and set(delays[6:]) == {BATCH_BACKOFF_MAX}
+        assert retry_delay(err, 40, failing_for=OUTAGE_WINDOW) is None
+
+
+def test_any_other_failure_stops_the_worker_after_four_tries():
+    from aiokafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
+
+    from streams.app import BATCH_ATTEMPTS, retry_delay, transient
+
+    for err in (MessageSizeTooLargeError(), TopicAuthorizationFailedError(), ValueError("a bug")):
+        assert not transient(err)
+        assert [retry_delay(err, attempt, failing_for=0) for attempt in range(1, BATCH_ATTEMPTS + 1)] == \
+            [0.5, 1, 2, None]
