@@ -11,6 +11,7 @@ import pytest
 
 from processors.batch import fold_lines
 from streams import codec
+from streams.local_cluster import LocalCluster
 from streams.local_kafka import LocalKafka
 from streams.producer import EventProducer, InvalidEvent
 from streams.runner import WorkerProcess
@@ -29,6 +30,19 @@ def kafka():
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """A 3-broker KRaft cluster (streams.local_cluster: a dedicated controller, replication
+    factor 3, min.insync.replicas 2, small heaps) started once, when a test first needs it,
+    and shared by the cluster tests; no topics yet. Stopped at the end of the session."""
+    cluster = LocalCluster(brokers=3, controllers=1)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
