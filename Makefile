@@ -4,7 +4,7 @@
 PYTHON ?= python3
 STAMP := build/.installed
 
-.PHONY: demo test install kafka-jars bench
+.PHONY: demo test install kafka-jars bench rehearsal
 
 demo: install
 	$(PYTHON) -m workerfile.cli demo
@@ -23,7 +23,14 @@ $(STAMP): pyproject.toml
 kafka-jars:
 	bash deploy/kafka/kafka.sh fetch
 
+# The benchmark scripts (figures in README.md, "Performance"); the rehearsal at a size that
+# takes minutes here. `make rehearsal` runs it at the issue's full size (hours on 2 cores).
 bench: install
 	$(PYTHON) bench/fold_bench.py
 	$(PYTHON) bench/stream_bench.py
 	$(PYTHON) bench/history_bench.py
+	$(PYTHON) bench/scaleout_bench.py
+	$(PYTHON) bench/rehearsal.py --workers 1000 --sample 0
+
+rehearsal: install
+	$(PYTHON) bench/rehearsal.py

@@ -420,7 +420,7 @@ def through_kafka(lengths: list[int], workers: int, repeat: int, seed: int, quie
 
     from streams.local_kafka import LocalKafka
     from streams.runner import WorkerProcess
-    from streams.topics import ensure_topics, load_topic_specs
+    from streams.topics import ensure_topics, load_topic_specs, provision
 
     if repeat > 11:
         raise ValueError("--kafka-repeat: at most 11 (the new months must stay in the past)")
@@ -462,6 +462,7 @@ def through_kafka(lengths: list[int], workers: int, repeat: int, seed: int, quie
                 f"{time.monotonic() - t0:.0f} s (not measured)", quiet)
             app_id = f"history-{uuid.uuid4().hex[:8]}"
             changelog = f"{app_id}-worker-state-changelog"
+            provision(bootstrap, app_id, PARTITIONS)  # that changelog (workerfile topics --app-id)
             worker = WorkerProcess(bootstrap, app_id, work_dir / "worker", partitions=PARTITIONS)
             launch = time.monotonic()
             worker.start()

@@ -18,6 +18,7 @@ from typing import Iterable
 
 import orjson
 
+from processors.services import DEFAULT_RULES, SubsidyRules
 from processors.derive import derive_file
 from processors.fold import (
     ACCEPTED, ACCEPTED_OUTCOME, DUPLICATE, DUPLICATE_OUTCOME, WorkerState, fold_event, fold_record, make_record,
@@ -54,6 +55,7 @@ class BatchFold:
     counts: Counts = field(default_factory=Counts)
     rejects: list[dict] = field(default_factory=list)
     organisations: Organisations | None = None
+    rules: SubsidyRules = DEFAULT_RULES  # the subsidy's parameters (deploy/services.toml)
 
     def take_line(self, line: str | bytes, line_no: int, file: str | None = None) -> str:
         """Fold one JSON line; returns its status (accepted / duplicate / rejected).
@@ -153,7 +155,7 @@ class BatchFold:
     def files(self) -> list[dict]:
         """Every worker's file, sorted by ssn."""
         with _no_gc():
-            return [derive_file(self.states[ssn]) for ssn in sorted(self.states)]
+            return [derive_file(self.states[ssn], self.rules) for ssn in sorted(self.states)]
 
 
 def _original_text(line: str | bytes) -> tuple[str, str]:
@@ -178,10 +180,11 @@ def _event_id_of(text: str) -> str | None:
 
 
 def fold_lines(lines: Iterable[str | bytes], file: str | None = None, now: dt.datetime | None = None,
-               organisations: Organisations | None = None) -> BatchFold:
+               organisations: Organisations | None = None, rules: SubsidyRules = DEFAULT_RULES) -> BatchFold:
     """Fold an iterable of JSON lines; blank lines are skipped (not counted as read).
-    With `organisations`, an event whose source may not say it is `unauthorized_source`."""
-    batch = BatchFold(now=now, organisations=organisations)
+    With `organisations`, an event whose source may not say it is `unauthorized_source`;
+    `rules`: the subsidy's parameters."""
+    batch = BatchFold(now=now, organisations=organisations, rules=rules)
     with _no_gc():
         batch.take_lines(lines, file)
     return batch

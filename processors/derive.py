@@ -12,7 +12,6 @@ import bisect
 import calendar
 import datetime as dt
 import hashlib
-import uuid
 from dataclasses import dataclass
 from typing import Collection
 
@@ -20,6 +19,9 @@ import orjson
 
 from processors.fold import Record, SchemeSummary, WorkerState, summarise
 from processors.identity import normalise_ssn
+from processors.services import (
+    DEFAULT_RULES, NOTICE, SERVICE_TYPES, SUBSIDY, SubsidyRules, handle_grants, notice_id, notices, service_id,
+)
 from schemas.events import SKILL_LADDER
 from schemas.outputs import FILE_SECTIONS
 
@@ -27,21 +29,8 @@ RETRACTED = "event.retracted"
 INSURANCE_TYPES = frozenset({"insurance.enrolled", "insurance.contribution", "insurance.transferred", "insurance.suspended"})
 LEVEL_RANK = {level: i for i, level in enumerate(SKILL_LADDER)}
 LADDER_KINDS = frozenset({"vocational_qualification", "skill_level"})
-SERVICE_NAMESPACE = uuid.UUID("6f1c1f3e-5b7e-4f53-9a43-6d2f8c1b9a10")
 
 
-@dataclass(frozen=True)
-class SubsidyRules:
-    """Parameters of the skill-upgrade subsidy (技能提升补贴); defaults from the contract."""
-
-    levels: frozenset[str] = frozenset({"junior", "intermediate", "senior"})
-    kinds: frozenset[str] = LADDER_KINDS
-    scheme: str = "unemployment"
-    min_months: int = 12
-    apply_within_months: int = 12
-
-
-DEFAULT_RULES = SubsidyRules()
 
 
 # --- corrections and retractions ---------------------------------------------------------
@@ -184,6 +173,7 @@ def _core_parts(state: WorkerState) -> dict:
         "honors": honors,
         "issues": sorted(issues, key=lambda i: (i["code"], i["event_id"])),
         "insurance": _scheme_summaries(by_type),
+        "services": {kind: list(by_type.get(kind, ())) for kind in SERVICE_TYPES},
         "applied": sum(map(len, effective.values())) + applied_retractions,
     }
     return parts
@@ -196,6 +186,7 @@ def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict
     core = _core_parts(state)
     insurance, months_up_to = _insurance_section(state.summaries(), core["insurance"])
     ssn = normalise_ssn(state.ssn)
+    issues = list(core["issues"])
     return {
         "ssn": ssn.number,
         "aliases": sorted(state.aliases),
@@ -210,9 +201,12 @@ def derive_file(state: WorkerState, rules: SubsidyRules = DEFAULT_RULES) -> dict
         "highest_skill_level": core["highest_skill_level"],
         "insurance": insurance,
         "honors": core["honors"],
-        "services": {"skill_upgrade_subsidy": subsidy_grants(
-            core["certificates"], months_up_to.get(rules.scheme, _no_months), rules)},
-        "issues": core["issues"],
+        "services": {
+            SUBSIDY: handle_grants(ssn.number, _eligible(core["certificates"], months_up_to.get(rules.scheme, _no_months),
+                                                          rules), core["services"], rules, issues),
+            "notices": notices(core["employments"], insurance),
+        },
+        "issues": sorted(issues, key=lambda i: (i["code"], i["event_id"])) if issues else [],
         "applied_events": state.plain_count + core["applied"],
     }
 
@@ -358,7 +352,13 @@ def subsidy_grants(certificates: list[dict], contribution_months: list[str], rul
     """Skill-upgrade subsidy grants (contract section 3): one per (occupation_code, level),
     the earliest issued eligible certificate winning (tie: smaller certificate_no).
     `contribution_months` counts the months with a contribution to `rules.scheme` up to
-    and including a month (or is their sorted list)."""
+    and including a month (or is their sorted list). Eligibility only: what was done
+    with each grant is `processors.services.handle_grants`."""
+    return [{k: v for k, v in g.items() if k != "issued_on"} for g in _eligible(certificates, contribution_months, rules)]
+
+
+def _eligible(certificates: list[dict], contribution_months, rules: SubsidyRules) -> list[dict]:
+    """`subsidy_grants` with the certificate's issued_on in each grant."""
     if isinstance(contribution_months, list):
         sorted_months = contribution_months
         contribution_months = lambda month: bisect.bisect_right(sorted_months, month)  # noqa: E731
@@ -375,7 +375,7 @@ def subsidy_grants(certificates: list[dict], contribution_months: list[str], rul
             best[key] = cert
     return [
         {"certificate_no": c["certificate_no"], "occupation_code": c["occupation_code"], "level": c["level"],
-         "apply_by": add_months(c["issued_on"], rules.apply_within_months)}
+         "apply_by": add_months(c["issued_on"], rules.apply_within_months), "issued_on": c["issued_on"]}
         for key, c in sorted(best.items(), key=lambda kv: (kv[0][0], LEVEL_RANK[kv[0][1]]))
     ]
 
@@ -411,19 +411,30 @@ def grant_key(grant: dict) -> str:
 
 
 def new_service_events(state: WorkerState, file: dict) -> list[dict]:
-    """Service events for grants that appear for the first time, marking them announced
-    in `state` (so that each grant is published once, even if it later disappears and
-    comes back). The service_id is stable: uuid5 of the worker and the grant key."""
+    """The service events of this file (contract section 9): a grant that appears for the
+    first time or whose status changed, a notice that appears or is resolved; each is
+    marked in `state.announced` (so that a change is published once, and a grant that
+    disappears and comes back with the same status is not published again). The ids are
+    stable: uuid5 of the worker and the grant key (the notice)."""
     events = []
-    for grant in file["services"]["skill_upgrade_subsidy"]:
+    announced = state.announced
+    for grant in file["services"][SUBSIDY]:
         key = grant_key(grant)
-        if key in state.announced_grants:
+        before = announced.get(key)
+        if before == grant["status"]:
             continue
-        state.announced_grants.add(key)
-        events.append({
-            "service_id": str(uuid.uuid5(SERVICE_NAMESPACE, f"{state.ssn}|skill_upgrade_subsidy|{key}")),
-            "ssn": state.ssn,
-            "service": "skill_upgrade_subsidy",
-            "grant": grant,
-        })
+        announced[key] = grant["status"]
+        events.append({"service_id": grant["service_id"], "ssn": state.ssn, "service": SUBSIDY, "grant": grant,
+                       "notice": None, "status": grant["status"], "status_before": before, "version": state.version})
+    current = {f"{NOTICE}|{n['code']}|{n['employer']}|{n['since']}": n for n in file["services"]["notices"]}
+    for key in sorted(set(current) | {k for k, v in announced.items() if k.startswith(NOTICE + "|") and v == "open"}):
+        status = "open" if key in current else "resolved"
+        before = announced.get(key)
+        if before == status:
+            continue
+        announced[key] = status
+        _, code, employer, since = key.split("|")
+        notice = {"code": code, "employer": employer, "since": since}
+        events.append({"service_id": notice_id(state.ssn, notice), "ssn": state.ssn, "service": NOTICE, "grant": None,
+                       "notice": notice, "status": status, "status_before": before, "version": state.version})
     return events

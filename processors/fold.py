@@ -35,7 +35,10 @@ in `streams.handler` via `table_writes`/`from_table`): a head per worker (summar
 bookkeeping, about 1-2 KiB for a 40-year career), the core in buckets per (family,
 year), the plain buckets, and one small key per plain event_id (where its record is) for
 duplicate and conflict lookups. Folding one month-end contribution reads and writes the
-head, one bucket and one id key. Offline (`get` is None) everything stays in memory.
+head, one bucket and one id key (and a small write intent). A process killed among the
+writes of a batch leaves no half state: until the head is written the writes are undone
+when read (see "Crash safety" below), and the batch, delivered again, is folded whole.
+Offline (`get` is None) everything stays in memory.
 """
 
 from __future__ import annotations
@@ -142,15 +145,15 @@ class WorkerState:
     """One worker's state: the compact records of its accepted events (see the module's
     design), and the stream's processing metadata.
 
-    `announced_grants`, `version` and `section_digests` are processing metadata of the
-    stream (which service events were already published, how many times the file
+    `announced`, `version` and `section_digests` are processing metadata of the
+    stream (the last published status of each grant and notice, how many times the file
     changed, a digest of each section of the last published file); they are not part
     of the file. `get` reads the state table (None: everything is in memory).
     """
 
     ssn: str
     aliases: set[str] = field(default_factory=set)
-    announced_grants: set[str] = field(default_factory=set)
+    announced: dict[str, str] = field(default_factory=dict)  # grant key / notice id -> last status published
     version: int = 0
     section_digests: dict[str, str] = field(default_factory=dict)
     core: dict[str, Record] = field(default_factory=dict)
@@ -164,10 +167,16 @@ class WorkerState:
     dirty_core: set[tuple[str, int]] = field(default_factory=set)
     dirty_buckets: set[tuple[str, int]] = field(default_factory=set)
     new_ids: dict[str, tuple[str, int]] = field(default_factory=dict)
-    dropped_ids: set[str] = field(default_factory=set)
     replaced_keys: set[bytes] = field(default_factory=set)  # keys of a state this one replaces
     whole: bool = False  # not written under the table layout yet: the next writes are of everything
     stale: set[str] = field(default_factory=set)  # offline: schemes whose summary is to be made again
+    # crash safety in the table (see "the state in a table"): the token of the last
+    # complete write, what each bucket held then, and a torn write found when loading
+    token: int = 0
+    base_plain: dict[tuple[str, int], dict[str, Record]] = field(default_factory=dict)
+    base_core: dict[tuple[str, int], dict[str, Record]] = field(default_factory=dict)
+    torn: "_Torn | None" = None
+    scrub: bool = False  # the intent key still holds undo copies of a write that completed
     # with an organisation registry (contract section 8): corrections and retractions
     # only by their target's source (a setting of the process, not stored)
     check_sources: bool = False
@@ -204,9 +213,10 @@ class WorkerState:
         if bucket is None:
             bucket = {}
             if self.get is not None:
-                blob = self.get(_bucket_key(self.ssn, where))
-                if blob:
-                    bucket = _plain_bucket_from_bytes(blob, where[0])
+                raw = _committed(self, _bucket_key(self.ssn, where))
+                if raw:
+                    bucket = _plain_bucket_from_json(raw, where[0])
+                self.base_plain[where] = dict(bucket)
             self.buckets[where] = bucket
         return bucket
 
@@ -254,8 +264,6 @@ class WorkerState:
         self.plain_ids[event_id] = where
         self.dirty_buckets.add(where)
         self.new_ids[event_id] = where
-        if self.dropped_ids:
-            self.dropped_ids.discard(event_id)
         self.plain_count += 1
         summary = self.schemes.get(scheme)
         if summary is None:
@@ -305,8 +313,7 @@ class WorkerState:
         bucket = self._bucket(where)
         del bucket[event_id]
         self.dirty_buckets.add(where)
-        self.new_ids.pop(event_id, None)
-        self.dropped_ids.add(event_id)
+        self.new_ids.pop(event_id, None)  # an id key written before stays: a hint, the core is looked in first
         self.plain_count -= 1
         if bucket:
             mask = 0
@@ -483,13 +490,28 @@ def merge_states(a: WorkerState, b: WorkerState) -> WorkerState:
             records[event_id] = record
     merged = state_of_records(a.ssn, records)
     merged.aliases = a.aliases | b.aliases
-    merged.announced_grants = a.announced_grants | b.announced_grants
+    merged.announced = {**b.announced, **a.announced}
     merged.version = max(a.version, b.version)
     merged.get = a.get
     merged.check_sources = a.check_sources
     merged.whole = True
-    merged.replaced_keys = table_keys(a) if a.get is not None else set()
+    _replaces(merged, a)
     return merged
+
+
+def _replaces(new: WorkerState, old: WorkerState) -> None:
+    """`new` is written over `old` in the table: every key of `old` not written again
+    is deleted (those of a torn write of `old` too), undoably (what `old` held is its
+    content before), and the tokens go on."""
+    new.token = old.token
+    new.scrub = old.scrub
+    if old.get is None:
+        return
+    new.replaced_keys = table_keys(old)
+    new.replaced_keys |= {_core_key(old.ssn, where) for where in old.dirty_core}
+    new.replaced_keys |= {_bucket_key(old.ssn, where) for where in old.dirty_buckets}
+    new.base_core = old.base_core
+    new.base_plain = old.base_plain
 
 
 def emptied(state: WorkerState) -> WorkerState:
@@ -497,7 +519,7 @@ def emptied(state: WorkerState) -> WorkerState:
     the version goes on, and every key of the old state is deleted when written."""
     empty = new_state(state.ssn, state.get, state.check_sources)
     empty.version = state.version
-    empty.replaced_keys = table_keys(state) if state.get is not None else set()
+    _replaces(empty, state)
     return empty
 
 
@@ -533,13 +555,19 @@ def _records_from_json(raw: dict) -> dict[str, Record]:
     return records
 
 
+def _announced(raw: list | dict) -> dict[str, str]:
+    """The announced statuses; before contract section 9 a list of the grants announced
+    (then offered)."""
+    return dict(raw) if isinstance(raw, dict) else {key: "offered" for key in raw}
+
+
 def state_to_bytes(state: WorkerState) -> bytes:
     """The whole state as one compact JSON value: each record an array whose type and
     source are indexes into tables written once."""
     types, sources, records = _records_to_json(sorted(state.records.items()))
     return orjson.dumps({
         "v": STATE_FORMAT, "ssn": state.ssn, "aliases": sorted(state.aliases),
-        "announced": sorted(state.announced_grants), "version": state.version,
+        "announced": dict(sorted(state.announced.items())), "version": state.version,
         "sections": state.section_digests, "types": types, "sources": sources, "records": records,
     })
 
@@ -554,13 +582,37 @@ def state_from_bytes(blob: bytes) -> WorkerState:
     normalise_ssn(raw["ssn"])  # a corrupt key must not pass silently
     state = state_of_records(raw["ssn"], _records_from_json(raw))
     state.aliases = set(raw["aliases"])
-    state.announced_grants = set(raw["announced"])
+    state.announced = _announced(raw["announced"])
     state.version = raw["version"]
     state.section_digests = raw.get("sections", {})
     return state
 
 
 # --- the state in a table, under several keys ----------------------------------------------
+#
+# Keys: the head `ssn`, core buckets `ssn|c|family|year`, plain buckets `ssn|p|scheme|year`,
+# id keys `ssn|i|event_id` -> "scheme|year" (hints: an event_id's plain bucket; a hint left
+# after its record moved to the core is harmless, the core is looked in first) and the write
+# intent `ssn|w`.
+#
+# Crash safety. A worker's writes of one batch are several table writes; a process killed
+# among them leaves a prefix of them in the table (they go, in order, to one changelog
+# partition), and its events are delivered again because their offsets were not committed.
+# So a write must be undoable until it is complete:
+# 1. every write of a state has a token T (the head's token + 1) and goes in this order:
+#    the intent {"t": T, "k": [bucket keys written], "d": {bucket key deleted: its content
+#    before}}, the buckets (each stamped "t": T, with "a" the ids it gained and "x" the
+#    records it lost, so that its content before is its content - a + x), the id keys,
+#    and last the head, stamped "t": T: the head is the commit;
+# 2. reading, an intent whose token is not the head's is a torn write: a bucket it names
+#    that carries its token is read as it was before, a bucket it deleted is read from "d",
+#    and every bucket it names is written again at the next write (so its keys are in the
+#    next intent: a torn bucket is never left unnamed);
+# 3. so what `from_table` gives is always the state of the last complete write, and a
+#    reader of the table never sees half a batch.
+# After a write that deleted buckets (an erase, a merge) the intent is written once more
+# without its undo copies, so erased records do not stay in the table.
+
 
 def _id_key(ssn: str, event_id: str) -> bytes:
     return f"{ssn}|i|{event_id}".encode()
@@ -574,6 +626,10 @@ def _core_key(ssn: str, where: tuple[str, int]) -> bytes:
     return f"{ssn}|c|{where[0]}|{where[1]}".encode()
 
 
+def _intent_key(ssn: str) -> bytes:
+    return f"{ssn}|w".encode()
+
+
 _YEAR_US = 31_556_952_000_000  # microseconds in an average Gregorian year
 
 
@@ -583,15 +639,71 @@ def _core_bucket(record: Record) -> tuple[str, int]:
     return record.type.split(".", 1)[0], 1970 + record.occurred // _YEAR_US
 
 
-def _plain_bucket_to_bytes(bucket: dict[str, Record]) -> bytes:
+@dataclass(slots=True)
+class _Torn:
+    """A write that did not complete (rule 2): its token, the buckets it wrote, and the
+    content before of those it deleted."""
+
+    token: int
+    written: set[str]
+    deleted: dict[str, dict | None]
+
+
+def _committed(state: WorkerState, key: bytes) -> dict | None:
+    """The value of a bucket key as of the last complete write (rule 2), as JSON."""
+    torn = state.torn
+    if torn is not None:
+        name = key.decode()
+        if name in torn.deleted:
+            return torn.deleted[name]
+        blob = state.get(key)
+        raw = orjson.loads(blob) if blob else None
+        if raw is not None and name in torn.written and raw.get("t") == torn.token:
+            return _undone(raw)
+        return raw
+    blob = state.get(key)
+    return orjson.loads(blob) if blob else None
+
+
+def _undone(raw: dict) -> dict | None:
+    """A stamped bucket value as it was before its write (its records - "a" + "x")."""
+    rows_key = "r" if "r" in raw else "records"
+    added = set(raw.get("a", ()))
+    rows = {eid: row for eid, row in raw[rows_key].items() if eid not in added}
+    rows.update(raw.get("x", {}))
+    if not rows:
+        return None
+    return {k: v for k, v in raw.items() if k not in ("t", "a", "x")} | {rows_key: rows}
+
+
+def _changes(new: dict[str, Record], base: dict[str, Record]) -> tuple[list[str], dict[str, Record]]:
+    """What a bucket gains and loses from `base` to `new`: the ids whose record is new or
+    other, and the records of `base` that are gone or other."""
+    added = [eid for eid, r in new.items() if base.get(eid) != r]
+    lost = {eid: r for eid, r in base.items() if new.get(eid) != r}
+    return sorted(added), lost
+
+
+def _plain_bucket_json(bucket: dict[str, Record], token: int | None = None,
+                       base: dict[str, Record] | None = None) -> dict:
     sources: dict[str, int] = {}
-    rows = {eid: [_PLAIN_TYPES.index(r.type), r.fingerprint, r.occurred, sources.setdefault(r.source, len(sources)),
-                  r.data[1], r.data[2]] for eid, r in sorted(bucket.items())}
-    return orjson.dumps({"s": list(sources), "r": rows})
+
+    def row(r: Record) -> list:
+        return [_PLAIN_TYPES.index(r.type), r.fingerprint, r.occurred, sources.setdefault(r.source, len(sources)),
+                r.data[1], r.data[2]]
+
+    out: dict = {"r": {eid: row(r) for eid, r in sorted(bucket.items())}}
+    if token is not None:
+        added, lost = _changes(bucket, base or {})
+        out["t"] = token
+        out["a"] = added
+        if lost:
+            out["x"] = {eid: row(r) for eid, r in sorted(lost.items())}
+    out["s"] = list(sources)
+    return out
 
 
-def _plain_bucket_from_bytes(blob: bytes, scheme: str) -> dict[str, Record]:
-    raw = orjson.loads(blob)
+def _plain_bucket_from_json(raw: dict, scheme: str) -> dict[str, Record]:
     sources = [sys.intern(s) for s in raw["s"]]
     out = {}
     for eid, (t, fp, occurred, s, month, region) in raw["r"].items():
@@ -600,6 +712,21 @@ def _plain_bucket_from_bytes(blob: bytes, scheme: str) -> dict[str, Record]:
         if data is None:
             data = tuple(_intern(x) if x is not None else None for x in key)
         out[eid] = _new_record(Record, (_PLAIN_TYPES[t], fp, occurred, None, sources[s], data))
+    return out
+
+
+def _core_bucket_json(members: dict[str, Record], token: int | None = None,
+                      base: dict[str, Record] | None = None) -> dict:
+    out: dict = {}
+    lost: dict[str, Record] = {}
+    if token is not None:
+        added, lost = _changes(members, base or {})
+        out["t"] = token
+        out["a"] = added
+    types, sources, records = _records_to_json(sorted(members.items()) + sorted(lost.items()))
+    out |= {"types": types, "sources": sources, "records": {eid: records[eid] for eid in sorted(members)}}
+    if lost:
+        out["x"] = {eid: records[eid] for eid in sorted(lost)}
     return out
 
 
@@ -622,10 +749,10 @@ def _months_from_json(raw: dict) -> dict[int, int]:
     return {raw["y0"] + i: mask for i, mask in enumerate(raw["m"]) if mask >= 0}
 
 
-def _head(state: WorkerState) -> dict:
+def _head(state: WorkerState, token: int) -> dict:
     return {
-        "v": STATE_FORMAT, "layout": "keys", "ssn": state.ssn, "aliases": sorted(state.aliases),
-        "announced": sorted(state.announced_grants), "version": state.version, "sections": state.section_digests,
+        "v": STATE_FORMAT, "layout": "keys", "t": token, "ssn": state.ssn, "aliases": sorted(state.aliases),
+        "announced": dict(sorted(state.announced.items())), "version": state.version, "sections": state.section_digests,
         "refs": sorted(state.refs), "plain": state.plain_count,
         "core": sorted({_core_bucket(r) for r in state.core.values()}),
         "schemes": {scheme: {**_encoded_months(s), "latest": s.latest, "region": s.region}
@@ -636,8 +763,9 @@ def _head(state: WorkerState) -> dict:
 def table_keys(state: WorkerState) -> set[bytes]:
     """Every key the state has in the table (reads every plain bucket)."""
     ssn = state.ssn
-    keys = {ssn.encode()}
+    keys = {ssn.encode(), _intent_key(ssn)}
     keys |= {_core_key(ssn, where) for where in {_core_bucket(r) for r in state.core.values()}}
+    keys |= {_id_key(ssn, eid) for eid, r in state.core.items() if r.type in INSURANCE_TYPES}  # hints left
     for scheme, summary in state.summaries().items():
         for year in summary.months:
             keys.add(_bucket_key(ssn, (scheme, year)))
@@ -645,83 +773,144 @@ def table_keys(state: WorkerState) -> set[bytes]:
     return keys
 
 
+def _where(key: bytes) -> tuple[str, tuple[str, int]] | None:
+    """("c" or "p", (family or scheme, year)) of a bucket key, None for other keys."""
+    parts = key.decode().split("|")
+    if len(parts) == 4 and parts[1] in ("c", "p"):
+        return parts[1], (parts[2], int(parts[3]))
+    return None
+
+
 def table_writes(state: WorkerState) -> list[tuple[bytes, bytes | None]]:
-    """The writes that bring the table up to `state` (a None value deletes the key):
-    only what changed since the state was loaded or last written (the head always).
-    Afterwards the plain buckets and ids are let go when the table can give them back."""
+    """The writes that bring the table up to `state`, in the order to make them (a None
+    value deletes the key): only what changed since the state was loaded or last written,
+    undoable until the head, written last, commits them (see above). Afterwards the plain
+    buckets and ids are let go when the table can give them back."""
     ssn = state.ssn
-    writes: dict[bytes, bytes | None] = {key: None for key in state.replaced_keys}
+    token = state.token + 1
     if state.get is None or state.whole:  # everything is in memory: all of it
         state.dirty_core |= {_core_bucket(r) for r in state.core.values()}
         state.dirty_buckets |= set(state.buckets)
         state.new_ids.update(state.plain_ids)
         state.whole = False
+    buckets: dict[bytes, bytes | None] = {}
+    written: list[str] = []
+    deleted: dict[str, dict | None] = {}
+
+    def put(key: bytes, value: dict | None, base: dict[str, Record], encode) -> None:
+        if value is None:
+            deleted[key.decode()] = encode(base) if base else None
+        else:
+            written.append(key.decode())
+        buckets[key] = None if value is None else orjson.dumps(value)
+
     if state.dirty_core:
-        by_bucket: dict[tuple[str, int], list] = {where: [] for where in state.dirty_core}
+        by_bucket: dict[tuple[str, int], dict[str, Record]] = {where: {} for where in state.dirty_core}
         for eid, r in state.core.items():
             where = _core_bucket(r)
             if where in by_bucket:
-                by_bucket[where].append((eid, r))
+                by_bucket[where][eid] = r
         for where, members in sorted(by_bucket.items()):
+            base = state.base_core.get(where, {})
+            put(_core_key(ssn, where), _core_bucket_json(members, token, base) if members else None, base,
+                _core_bucket_json)
             if members:
-                types, sources, records = _records_to_json(sorted(members))
-                writes[_core_key(ssn, where)] = orjson.dumps({"types": types, "sources": sources, "records": records})
+                state.base_core[where] = members
             else:
-                writes[_core_key(ssn, where)] = None
+                state.base_core.pop(where, None)
     for where in sorted(state.dirty_buckets):
         bucket = state.buckets.get(where)
-        writes[_bucket_key(ssn, where)] = _plain_bucket_to_bytes(bucket) if bucket else None
-    for eid in sorted(state.dropped_ids):
-        writes[_id_key(ssn, eid)] = None
+        base = state.base_plain.get(where, {})
+        put(_bucket_key(ssn, where), _plain_bucket_json(bucket, token, base) if bucket else None, base,
+            _plain_bucket_json)
+    ids: dict[bytes, bytes | None] = {}
+    for key in sorted(state.replaced_keys - set(buckets) - {ssn.encode(), _intent_key(ssn)}):
+        place = _where(key)
+        if place is None:  # an id key
+            ids[key] = None
+        else:
+            kind, where = place
+            base = (state.base_core if kind == "c" else state.base_plain).get(where, {})
+            put(key, None, base, _core_bucket_json if kind == "c" else _plain_bucket_json)
     for eid, (scheme, year) in state.new_ids.items():
-        writes[_id_key(ssn, eid)] = f"{scheme}|{year}".encode()
-    writes[ssn.encode()] = orjson.dumps(_head(state))
+        ids[_id_key(ssn, eid)] = f"{scheme}|{year}".encode()
+    intent = {"t": token, "k": written}
+    if deleted:
+        intent["d"] = deleted
+    writes = [(_intent_key(ssn), orjson.dumps(intent)), *buckets.items(), *ids.items(),
+              (ssn.encode(), orjson.dumps(_head(state, token)))]
+    if deleted or state.scrub:  # the undo copies are not needed any more: not kept either
+        writes.append((_intent_key(ssn), orjson.dumps({"t": token, "k": []})))
+    state.token = token
+    state.torn = None
+    state.scrub = False
     state.dirty_core.clear()
     state.dirty_buckets.clear()
     state.new_ids.clear()
-    state.dropped_ids.clear()
     state.replaced_keys = set()
     if state.get is not None:
         state.buckets.clear()
         state.plain_ids.clear()
-    return list(writes.items())
+        state.base_plain.clear()
+    else:  # in memory still: what was written is the content before of the next write
+        state.base_plain = {where: dict(bucket) for where, bucket in state.buckets.items()}
+    return writes
 
 
 def from_table(ssn: str, get: Callable[[bytes], bytes | None], check_sources: bool = False) -> WorkerState:
-    """The state of `ssn` from a table read through `get` (a new state if it has none).
-    A format-3 state (one value) is converted: written whole under the new layout at the
-    next `table_writes`, its old value overwritten by the head."""
+    """The state of `ssn` as of its last complete write to a table read through `get`
+    (a new state if it has none). A format-3 state (one value) is converted: written
+    whole under the new layout at the next `table_writes`, its old value overwritten by
+    the head."""
     blob = get(ssn.encode())
-    if not blob:
-        return new_state(ssn, get, check_sources)
-    raw = orjson.loads(blob)
-    if raw.get("v") == 3 or (raw.get("v") == STATE_FORMAT and raw.get("layout") != "keys"):
+    raw = orjson.loads(blob) if blob else None
+    if raw is not None and (raw.get("v") == 3 or (raw.get("v") == STATE_FORMAT and raw.get("layout") != "keys")):
         state = state_from_bytes(blob)
         state.get = get
         state.whole = True
         state.check_sources = check_sources
         return state
-    if raw.get("v") != STATE_FORMAT:
+    if raw is not None and raw.get("v") != STATE_FORMAT:
         if raw.get("v") == 2:
             raise ValueError(_FORMAT_2)
         raise ValueError(f"unknown state format version {raw.get('v')!r}")
-    if raw["ssn"] != ssn:
+    if raw is not None and raw["ssn"] != ssn:
         raise ValueError("the state table holds another worker's state under this key")
     state = new_state(ssn, get, check_sources)
-    state.aliases = set(raw["aliases"])
-    state.announced_grants = set(raw["announced"])
-    state.version = raw["version"]
-    state.section_digests = raw["sections"]
-    state.refs = set(raw["refs"])
-    state.plain_count = raw["plain"]
-    for family, year in raw["core"]:
-        part = get(_core_key(ssn, (family, year)))
-        if part:
-            state.core.update(_records_from_json(orjson.loads(part)))
-    for scheme, s in raw["schemes"].items():
-        summary = SchemeSummary(months=_months_from_json(s),
-                                latest=tuple(s["latest"]) if s["latest"] else None,
-                                region=tuple(s["region"]) if s["region"] else None)
-        summary.recount()
-        state.schemes[sys.intern(scheme)] = summary
+    state.token = raw.get("t", 0) if raw is not None else 0
+    intent = get(_intent_key(ssn))
+    if intent:
+        intent = orjson.loads(intent)
+        if intent["t"] != state.token:  # a write that did not complete: read as before it
+            state.torn = _Torn(intent["t"], set(intent["k"]), intent.get("d", {}))
+        elif intent.get("d"):
+            state.scrub = True
+    if raw is not None:
+        state.aliases = set(raw["aliases"])
+        state.announced = _announced(raw["announced"])
+        state.version = raw["version"]
+        state.section_digests = raw["sections"]
+        state.refs = set(raw["refs"])
+        state.plain_count = raw["plain"]
+        for family, year in raw["core"]:
+            part = _committed(state, _core_key(ssn, (family, year)))
+            if part:
+                members = _records_from_json(part)
+                state.core.update(members)
+                state.base_core[(family, year)] = members
+        for scheme, s in raw["schemes"].items():
+            summary = SchemeSummary(months=_months_from_json(s),
+                                    latest=tuple(s["latest"]) if s["latest"] else None,
+                                    region=tuple(s["region"]) if s["region"] else None)
+            summary.recount()
+            state.schemes[sys.intern(scheme)] = summary
+    if state.torn is not None:  # rule 2: what the torn write touched is written again
+        for name in state.torn.written | set(state.torn.deleted):
+            kind, where = _where(name.encode())
+            where = (sys.intern(where[0]), where[1])
+            if kind == "c":
+                state.dirty_core.add(where)
+            else:
+                state._bucket(where)
+                state.dirty_buckets.add(where)
     return state

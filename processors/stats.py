@@ -32,6 +32,21 @@ whole list and the definitions):
     ("grants",)                           skill-upgrade subsidy grants in the file
     ("grant_level", "junior")             ... by level
     ("granted",)                          1 if the worker has at least one grant
+    ("subsidy", stage, province, level)   grants at a stage of the subsidy (contract section 9):
+                                          "offered" every grant in the file, "claimed" those
+                                          with a winning claim, "paid" those paid in full; the
+                                          province is the worker's (region rule below)
+    ("subsidy_cny", stage, province, level)
+                                          their amount in CNY: amount_cny of the grants
+                                          offered and claimed, the sum of the payments of
+                                          those paid
+    ("subsidy_status", status)            grants by status (the six of section 9)
+    ("double_claims", province)           second claims of a grant, refused (the issues
+                                          service_claimed_twice), by the worker's province
+    ("notice", code, province)            open notices (services.notices) by code and the
+                                          province of the employment they are about
+    ("notice_employer", employer, code)   ... by employer and code
+    ("noticed",)                          1 if the worker has an open notice
     ("wage", occupation, level, province, wage)
                                           current employments with a monthly wage, one
                                           count per employment (a multiset of wages per cell)
@@ -42,6 +57,11 @@ whole list and the definitions):
 A "current employment" is one without end_date. The region of a worker is the region of
 the card, else of the latest open employment (greatest (start_date, employer)), the same
 rule as the `region` column of `workerfile sink`; its province is the first two digits.
+A notice's province is that of the open employment it is about (same employer and
+start_date = since), else the worker's.
+
+DEFINITIONS is the version of these definitions: a store of contributions counted with
+another version no longer sums to `recount(files)` and is rebuilt (sinks.stats).
 """
 
 from __future__ import annotations
@@ -116,6 +136,25 @@ SCHEMES = {
     "maternity": ("生育保险", "Maternity"),
     "occupational_injury": ("职业伤害保障", "Occupational injury (platform)"),
 }
+
+SUBSIDY_STAGES = ("offered", "claimed", "paid")
+SUBSIDY_STATUSES = ("offered", "over_annual_limit", "claimed", "approved", "refused", "paid")
+CLAIMED_STATUSES = frozenset({"claimed", "approved", "refused", "paid"})  # a winning claim exists
+STATUS_NAMES = {  # of a subsidy grant, in plain words (contract section 9)
+    "offered": ("可申请", "Offered"),
+    "over_annual_limit": ("超出年度限额", "Over the annual limit"),
+    "claimed": ("已申请", "Claimed"),
+    "approved": ("已批准", "Approved"),
+    "refused": ("未获批准", "Refused"),
+    "paid": ("已发放", "Paid"),
+}
+STAGE_NAMES = {"offered": ("补贴资格", "Offered"), "claimed": ("已申请", "Claimed"), "paid": ("已发放", "Paid")}
+NOTICE_CODES = ("no_written_contract", "platform_without_injury_cover")
+NOTICE_NAMES = {
+    "no_written_contract": ("未签订书面劳动合同", "No written contract"),
+    "platform_without_injury_cover": ("平台用工未参加职业伤害保障", "Platform work without occupational-injury cover"),
+}
+DEFINITIONS = 2  # 2: subsidy stages, statuses and double claims, notices
 
 CRAFTSMAN_TITLES = {"national_craftsman": "national", "provincial_craftsman": "provincial", "city_craftsman": "city"}
 CRAFTSMAN_TARGETS_2035 = {"national": 2_000, "provincial": 10_000, "city": 50_000}
@@ -237,13 +276,48 @@ def contribution(file: Mapping | None) -> dict[Key, int]:
         if title in CRAFTSMAN_TITLES:
             out[("craftsman", CRAFTSMAN_TITLES[title])] = 1
 
-    grants = (file.get("services") or {}).get("skill_upgrade_subsidy") or []
+    services = file.get("services") or {}
+    grants = services.get("skill_upgrade_subsidy") or []
+    province = province_of(worker_region(file))
     for grant in grants:
+        level = grant.get("level")
         out[("grants",)] += 1
-        out[("grant_level", grant.get("level"))] += 1
+        out[("grant_level", level)] += 1
+        status = grant.get("status") or "offered"
+        out[("subsidy_status", status)] += 1
+        amount = int(grant.get("amount_cny") or 0)
+        stages = [("offered", amount)]
+        if status in CLAIMED_STATUSES:
+            stages.append(("claimed", amount))
+        if status == "paid":
+            stages.append(("paid", sum(int(p.get("amount_cny") or 0) for p in grant.get("payments") or [])))
+        for stage, cny in stages:
+            out[("subsidy", stage, province, level)] += 1
+            out[("subsidy_cny", stage, province, level)] += cny
     if grants:
         out[("granted",)] = 1
+    for issue in file.get("issues") or []:
+        if issue.get("code") == "service_claimed_twice":
+            out[("double_claims", province)] += 1
+
+    notices = services.get("notices") or []
+    for notice in notices:
+        code, employer = notice.get("code"), notice.get("employer") or UNKNOWN
+        out[("notice", code, _notice_province(file, notice, province))] += 1
+        out[("notice_employer", employer, code)] += 1
+    if notices:
+        out[("noticed",)] = 1
     return {k: v for k, v in out.items() if v}
+
+
+def _notice_province(file: Mapping, notice: Mapping, fallback: str) -> str:
+    """The province of the open employment a notice is about (employer, start_date =
+    since), else `fallback` (the worker's)."""
+    since = _text(notice.get("since"))
+    for e in current_employments(file):
+        if e.get("employer") == notice.get("employer") and _text(e.get("start_date")) == since:
+            return province_of(e.get("region"))
+    return fallback
 
 
 def _project(cell: tuple, dims: tuple[str, ...]) -> tuple:
@@ -445,6 +519,8 @@ def figures(totals: Mapping[Key, int], min_cell: int = MIN_CELL, dispatch_cap: f
                "by_level": [{"level": level, **_named(LEVEL_NAMES, level), "grants": grant_levels.get(level, 0)}
                             for level in sorted(grant_levels, key=lambda x: LEVELS.index(x) if x in LEVELS else 99)]}
 
+    subsidy.update(subsidy_figures(totals))
+
     return {
         "workers": workers,
         "employed": totals.get(("employed",), 0),
@@ -457,7 +533,86 @@ def figures(totals: Mapping[Key, int], min_cell: int = MIN_CELL, dispatch_cap: f
         "training": training,
         "craftsmen": craftsmen,
         "subsidy": subsidy,
+        "notices": notice_figures(totals),
         "wages": wage_tables(totals, min_cell),
+    }
+
+
+_PROVINCE_NAMES = {**PROVINCES, UNKNOWN: UNKNOWN_NAMES}
+
+
+def _province_order(code: str) -> tuple:
+    return code == UNKNOWN, code
+
+
+def _level_order(level: str) -> int:
+    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
+
+
+def subsidy_figures(totals: Mapping[Key, int]) -> dict:
+    """The skill-upgrade subsidy from grant to payment: grants offered / claimed / paid
+    (count and CNY) in all, by province and by (province, level); grants by status; the
+    double claims refused."""
+    cells: dict[tuple[str, str], dict[str, int]] = {}
+    for key, value in totals.items():
+        if key[0] in ("subsidy", "subsidy_cny") and len(key) == 4:
+            _, stage, province, level = key
+            row = cells.setdefault((province, level), {})
+            row[stage + ("_cny" if key[0] == "subsidy_cny" else "")] = value
+    doubles = _by(totals, "double_claims")
+
+    def counts(rows: Iterable[Mapping[str, int]]) -> dict[str, int]:
+        rows = list(rows)
+        return {f"{stage}{suffix}": sum(r.get(stage + suffix, 0) for r in rows)
+                for stage in SUBSIDY_STAGES for suffix in ("", "_cny")}
+
+    by_province_level = [
+        {"province": p, **{"province_" + k: v for k, v in _named(_PROVINCE_NAMES, p).items()},
+         "level": lv, **{"level_" + k: v for k, v in _named(LEVEL_NAMES, lv).items()}, **counts([cells[(p, lv)]])}
+        for p, lv in sorted(cells, key=lambda c: (_province_order(c[0]), _level_order(c[1])))]
+    provinces = sorted({p for p, _ in cells} | set(doubles), key=_province_order)
+    by_province = [{"province": p, **_named(_PROVINCE_NAMES, p),
+                    **counts(row for (q, _), row in cells.items() if q == p),
+                    "double_claims_refused": doubles.get(p, 0)} for p in provinces]
+    whole = counts(cells.values())
+    statuses = _by(totals, "subsidy_status")
+    return {
+        "stages": [{"stage": stage, **_named(STAGE_NAMES, stage), "grants": whole[stage],
+                    "amount_cny": whole[stage + "_cny"]} for stage in SUBSIDY_STAGES],
+        "by_status": [{"status": s, **_named(STATUS_NAMES, s), "grants": statuses.get(s, 0)}
+                      for s in (*SUBSIDY_STATUSES, *sorted(set(statuses) - set(SUBSIDY_STATUSES)))],
+        "double_claims_refused": sum(doubles.values()),
+        "by_province": by_province,
+        "by_province_level": by_province_level,
+    }
+
+
+def notice_figures(totals: Mapping[Key, int]) -> dict:
+    """Open notices (contract section 9) by code, by province of the employment and by
+    employer, each with its count per code."""
+    by_province: dict[str, Counter] = {}
+    by_employer: dict[str, Counter] = {}
+    for key, value in totals.items():
+        if key[0] == "notice" and len(key) == 3:
+            by_province.setdefault(key[2], Counter())[key[1]] += value
+        elif key[0] == "notice_employer" and len(key) == 3:
+            by_employer.setdefault(key[1], Counter())[key[2]] += value
+    codes = (*NOTICE_CODES, *sorted({c for counts in by_province.values() for c in counts} - set(NOTICE_CODES)))
+
+    def row(counts: Counter) -> dict:
+        return {"open": sum(counts.values()), **{code: counts.get(code, 0) for code in codes}}
+
+    whole = Counter()
+    for counts in by_province.values():
+        whole.update(counts)
+    return {
+        "open": sum(whole.values()),
+        "workers": totals.get(("noticed",), 0),
+        "by_code": [{"code": code, **_named(NOTICE_NAMES, code), "open": whole.get(code, 0)} for code in codes],
+        "by_province": [{"province": p, **_named(_PROVINCE_NAMES, p), **row(by_province[p])}
+                        for p in sorted(by_province, key=lambda p: (p == UNKNOWN, -sum(by_province[p].values()), p))],
+        "by_employer": [{"employer": e, **row(by_employer[e])}
+                        for e in sorted(by_employer, key=lambda e: (-sum(by_employer[e].values()), e))],
     }
 
 

@@ -1,9 +1,27 @@
 """Avro schemas generated from the pydantic models, which stay the single source of truth.
 
-`python -m schemas.avro` (re)writes `schemas/avro/<Name>.avsc`; `--check` only compares
-them with the models; `--release N` copies them into `schemas/released/N/` after
-checking that they can read the data of every older release. Released folders are
-kept forever: the stream decoder accepts data written with any of them.
+`python -m schemas.avro` (re)writes `schemas/avro/`; `--check` only compares it with the
+models (and `schemas/released/fingerprints.json` with the released folders); `--release N`
+copies it into `schemas/released/N/` after checking that it can read the data of every
+older release, and rewrites `fingerprints.json`. Released folders are kept forever: the
+stream decoder accepts data written with any of them.
+
+Layout (a *schema set*, from release 3 on): one file per named type, named by its full
+name (`cn.workerfile.SubsidyGrant.avsc`), which refers to the other named types by name, so
+that every named type is defined exactly once and the folder is what avro-maven-plugin
+(`schemas/java/pom.xml`), `fastavro.schema.load_schema(path)` or any Avro parser that
+reads several files takes as it is. The records written on Kafka (Event, WorkerFile, ...)
+are the records no other type refers to; `load_schemas` gives each of them
+self-contained, every named type defined at its first use, which is also what its
+fingerprint is computed from (the Parsing Canonical Form does not depend on the layout).
+Releases 1 and 2 are one self-contained file per record written on Kafka (`WorkerFile.avsc`,
+nested types defined inline, hence several times in the folder); they stay as they are.
+
+`schemas/released/fingerprints.json`: every fingerprint written on the wire by a released
+schema -> its record and, per release, its file: the key is the 8 bytes that follow the
+marker C3 01 in hex (the little-endian CRC-64-AVRO of the Parsing Canonical Form), and
+`parsing_fingerprint64` is the same number as Java's `SchemaNormalization.parsingFingerprint64`
+gives it (a signed long).
 
 Type mapping (namespace `cn.workerfile`):
 
@@ -13,6 +31,8 @@ Type mapping (namespace `cn.workerfile`):
   Avro timestamps are instants without an offset, and the offset is part of the event;
 - Literal of strings -> enum when every symbol is a valid Avro name (named after the
   Literal alias in schemas.events / schemas.outputs, else `<Model><Field>`), else string;
+  the Literals of `STRING_LITERALS` are strings on the wire whose symbols are listed in
+  the string's `x-symbols` (metadata, not part of the canonical form);
 - X | None -> ["null", X] with default null; list[X] -> array;
 - a nested model -> a record named after its class, defined once and then referred to by name.
 
@@ -34,6 +54,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origin
 
 import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -43,6 +64,7 @@ from schemas.events import EVENT_CLASSES, Envelope
 NAMESPACE = "cn.workerfile"
 SCHEMA_DIR = Path(__file__).parent / "avro"
 RELEASED_DIR = Path(__file__).parent / "released"
+FINGERPRINTS_PATH = RELEASED_DIR / "fingerprints.json"
 OUTPUT_MODELS: tuple[type[BaseModel], ...] = (
     outputs.WorkerFile, outputs.WorkerFileChange, outputs.ServiceEvent, outputs.RejectedEvent,
     outputs.AccessLogEntry, outputs.OperatorCommand,
@@ -51,6 +73,19 @@ TIMESTAMP_DOC = ("RFC 3339 timestamp with its UTC offset, e.g. 2026-03-01T09:00:
                  "rather than an Avro timestamp so that the offset is kept exactly.")
 DATE = {"type": "int", "logicalType": "date"}
 AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PRIMITIVE_NAMES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+# Literals whose symbols are Avro names but which travel as strings, with why. Each keeps
+# its symbols in `x-symbols` of the string.
+STRING_LITERALS = {
+    # releases 1 and 2 wrote changed_sections as strings, and Avro resolves no string to
+    # an enum (fastavro and Java alike): an enum would make their values unreadable.
+    "ChangedSection",
+    # a grant's status has a default ("offered", for files of releases before it), and Avro
+    # Java's compiler of a schema set refuses an enum default whose enum is defined in
+    # another file of the set (it checks the default before it resolves the name)
+    "GrantStatus",
+}
 
 _PRIMITIVES: dict[Any, Any] = {str: "string", int: "long", float: "double", bool: "boolean", bytes: "bytes",
                                dt.datetime: "string", dt.date: DATE}
@@ -122,7 +157,9 @@ class SchemaBuilder:
             default = info.get_default(call_default_factory=True)
             if default is not None and nullable:
                 raise ValueError(f"{record_name}.{field_name}: a non-null default of a nullable field is not supported")
-            if not isinstance(default, (str, int, float, bool, type(None))):
+            if isinstance(default, list) and not default and isinstance(avro_type, dict) and avro_type["type"] == "array":
+                pass  # an empty array: Avro's default [] too
+            elif not isinstance(default, (str, int, float, bool, type(None))):
                 raise ValueError(f"{record_name}.{field_name}: default {default!r} has no Avro form here")
             field["default"] = default
         elif nullable:
@@ -155,6 +192,8 @@ class SchemaBuilder:
                 return "string"
             raise TypeError(f"{record_name}.{field_name}: only Literals of strings are supported")
         name = self.literal_names.get(annotation) or record_name + _camel(field_name)
+        if name in STRING_LITERALS:
+            return {"type": "string", "x-symbols": symbols}
         if name in self.defined:
             if self.defined[name] != symbols:
                 raise ValueError(f"two different Avro types are named {name}")
@@ -196,11 +235,19 @@ def model_schema(model: type[BaseModel]) -> dict:
 
 
 def generate_schemas() -> dict[str, dict]:
-    """Every published Avro schema, by record name."""
+    """Every Avro schema written on Kafka, self-contained, by record name."""
     schemas = {"Event": event_schema()}
     for model in OUTPUT_MODELS:
         schemas[model.__name__] = model_schema(model)
     return schemas
+
+
+def generate_schema_set() -> dict[str, dict]:
+    """The schema set: every named type once, by full name, referring to the others by name."""
+    definitions: dict[str, dict] = {}
+    for schema in generate_schemas().values():
+        split_schema(schema, definitions)
+    return dict(sorted(definitions.items()))
 
 
 def render(schema: dict) -> str:
@@ -208,15 +255,209 @@ def render(schema: dict) -> str:
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+# --- the schema set: one file per named type ----------------------------------------------
+
+def _kind_of(schema: Any) -> Any:
+    return schema["type"] if isinstance(schema, dict) else schema
+
+
+def split_schema(schema: dict, definitions: dict[str, dict]) -> str:
+    """Put every named type that self-contained `schema` defines into `definitions` (full
+    name -> definition with its namespace, referring to named types by name) and return
+    its full name. The same name defined differently twice is an error."""
+    return _split(schema, None, definitions)
+
+
+def _split(schema: Any, namespace: str | None, definitions: dict[str, dict]) -> Any:
+    if isinstance(schema, list):
+        return [_split(branch, namespace, definitions) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema["type"]
+    if isinstance(kind, (dict, list)):
+        return {**schema, "type": _split(kind, namespace, definitions)}
+    if kind == "array":
+        return {**schema, "items": _split(schema["items"], namespace, definitions)}
+    if kind == "map":
+        return {**schema, "values": _split(schema["values"], namespace, definitions)}
+    if kind not in _NAMED:
+        return schema
+    own = schema.get("namespace", namespace) if "." not in schema["name"] else schema["name"].rpartition(".")[0]
+    short = schema["name"].rpartition(".")[2]
+    full = f"{own}.{short}" if own else short
+    definition = {**schema, "name": short, **({"namespace": own} if own else {})}
+    if kind == "record":
+        definition["fields"] = [{**f, "type": _split(f["type"], own, definitions)} for f in schema["fields"]]
+    if full in definitions and definitions[full] != definition:
+        raise ValueError(f"two different Avro types are named {full}")
+    definitions[full] = definition
+    return short if own == namespace else full
+
+
+def _full_name(name: str, namespace: str | None) -> str:
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def references(definition: dict) -> set[str]:
+    """The full names of the named types a definition refers to."""
+    found: set[str] = set()
+
+    def walk(schema: Any, namespace: str | None) -> None:
+        if isinstance(schema, str):
+            if schema not in PRIMITIVE_NAMES:
+                found.add(_full_name(schema, namespace))
+        elif isinstance(schema, list):
+            for branch in schema:
+                walk(branch, namespace)
+        elif isinstance(schema, dict):
+            kind = schema["type"]
+            if isinstance(kind, str) and kind in _NAMED:
+                raise ValueError(f"{_full_name(schema['name'], namespace)} is defined inside another type")
+            if kind == "array":
+                walk(schema["items"], namespace)
+            elif kind == "map":
+                walk(schema["values"], namespace)
+            else:
+                walk(kind, namespace)
+
+    namespace = definition.get("namespace")
+    for field in definition.get("fields", []):
+        walk(field["type"], namespace)
+    return found
+
+
+def wire_names(definitions: dict[str, dict]) -> list[str]:
+    """The records of a schema set that no other type refers to: those written on Kafka."""
+    referred = set().union(*(references(d) for d in definitions.values())) if definitions else set()
+    return sorted(n for n, d in definitions.items() if d["type"] == "record" and n not in referred)
+
+
+def inline(name: str, definitions: dict[str, dict]) -> dict:
+    """The self-contained schema of the named type `name` of a schema set: every named type
+    defined at its first use (depth first, in field order) and referred to by name after."""
+    defined: set[str] = set()
+
+    def named(full: str, enclosing: str | None) -> Any:
+        if full in defined:
+            return full.rpartition(".")[2] if full.rpartition(".")[0] == (enclosing or "") else full
+        if full not in definitions:
+            raise ValueError(f"unknown Avro type {full}")
+        defined.add(full)
+        definition = dict(definitions[full])
+        own = definition.get("namespace")
+        if enclosing is not None and own == enclosing:
+            del definition["namespace"]  # nested in its own namespace, as a generator writes it
+        if definition["type"] == "record":
+            definition["fields"] = [{**f, "type": walk(f["type"], own)} for f in definition["fields"]]
+        return definition
+
+    def walk(schema: Any, namespace: str | None) -> Any:
+        if isinstance(schema, str):
+            return schema if schema in PRIMITIVE_NAMES else named(_full_name(schema, namespace), namespace)
+        if isinstance(schema, list):
+            return [walk(branch, namespace) for branch in schema]
+        kind = schema["type"]
+        if kind == "array":
+            return {**schema, "items": walk(schema["items"], namespace)}
+        if kind == "map":
+            return {**schema, "values": walk(schema["values"], namespace)}
+        if isinstance(kind, str) and kind in PRIMITIVE_NAMES:
+            return schema
+        if isinstance(kind, str) and kind in _NAMED:
+            raise ValueError(f"{_full_name(schema['name'], namespace)} is defined inside another type")
+        return {**schema, "type": walk(kind, namespace)}
+
+    return named(name, None)
+
+
+def load_definitions(folder: Path) -> dict[str, dict]:
+    """The schema set of a folder, by full name: one file per named type, named by its full
+    name, defining exactly that type (a named type defined inside another is an error)."""
+    definitions: dict[str, dict] = {}
+    for path in sorted(folder.glob("*.avsc")):
+        definition = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(definition, dict) or definition.get("type") not in _NAMED:
+            raise ValueError(f"{path.name}: not a named Avro type (record, enum, fixed)")
+        full = _full_name(definition["name"], definition.get("namespace"))
+        if path.stem != full:
+            raise ValueError(f"{path.name} defines {full}: the file of a named type is named <full name>.avsc")
+        try:
+            references(definition)
+        except ValueError as err:
+            raise ValueError(f"{path.name}: {err}; each named type is defined once, in its own file") from None
+        definitions[full] = definition
+    return definitions
+
+
+def is_schema_set(folder: Path) -> bool:
+    """Whether a folder is a schema set (release 3 on) rather than one self-contained file
+    per record (releases 1 and 2): its files are named by full names."""
+    stems = [p.stem for p in folder.glob("*.avsc")]
+    namespaced = [s for s in stems if "." in s]
+    if namespaced and len(namespaced) != len(stems):
+        raise ValueError(f"{folder}: both <full name>.avsc and <Name>.avsc files; a folder is one layout or the other")
+    return bool(namespaced)
+
+
 def load_schemas(folder: Path) -> dict[str, dict]:
-    """The .avsc files of a folder, by file stem."""
-    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.avsc"))}
+    """The records of a folder written on Kafka, each self-contained, by record name."""
+    if not is_schema_set(folder):
+        return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.avsc"))}
+    definitions = load_definitions(folder)
+    return {name.rpartition(".")[2]: inline(name, definitions) for name in wire_names(definitions)}
+
+
+def released_folders() -> dict[str, Path]:
+    """Every released version folder (`schemas/released/<version>/`), oldest first."""
+    folders = [p for p in RELEASED_DIR.iterdir() if p.is_dir()] if RELEASED_DIR.is_dir() else []
+    return {p.name: p for p in sorted(folders, key=lambda p: (len(p.name), p.name))}
 
 
 def released_versions() -> dict[str, dict[str, dict]]:
-    """Every released version folder (`schemas/released/<version>/`), oldest first."""
-    folders = [p for p in RELEASED_DIR.iterdir() if p.is_dir()] if RELEASED_DIR.is_dir() else []
-    return {p.name: load_schemas(p) for p in sorted(folders, key=lambda p: (len(p.name), p.name))}
+    """The records of every released version, self-contained, oldest first."""
+    return {version: load_schemas(folder) for version, folder in released_folders().items()}
+
+
+# --- fingerprints -------------------------------------------------------------------------
+
+def schema_fingerprint(schema: dict | list | str) -> bytes:
+    """The 8 bytes that follow the marker: CRC-64-AVRO of the Parsing Canonical Form, little-endian."""
+    parsed = fastavro.parse_schema(schema)
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))  # fastavro gives it little-endian
+
+
+def fingerprint_index() -> dict[str, dict]:
+    """What `schemas/released/fingerprints.json` holds: the wire bytes of every released
+    fingerprint (hex) -> the record's full name, the fingerprint as a signed 64-bit number
+    (Java's SchemaNormalization.parsingFingerprint64) and, per release, its file (relative
+    to schemas/released/). In order of first release, then name."""
+    index: dict[str, dict] = {}
+    for version, folder in released_folders().items():
+        schema_set = is_schema_set(folder)
+        for name, schema in load_schemas(folder).items():
+            wire = schema_fingerprint(schema)
+            full = _full_name(schema["name"], schema.get("namespace"))
+            entry = index.setdefault(wire.hex(), {
+                "name": full, "parsing_fingerprint64": int.from_bytes(wire, "little", signed=True), "releases": {}})
+            if entry["name"] != full:
+                raise ValueError(f"{full} and {entry['name']} have the same fingerprint {wire.hex()}")
+            entry["releases"][version] = f"{version}/{full if schema_set else name}.avsc"
+    return index
+
+
+def render_fingerprints(index: dict[str, dict]) -> str:
+    return json.dumps(index, indent=2, ensure_ascii=False) + "\n"
+
+
+def stale_fingerprints() -> bool:
+    """Whether the committed fingerprints.json differs from what the released folders give."""
+    committed = FINGERPRINTS_PATH.read_text(encoding="utf-8") if FINGERPRINTS_PATH.is_file() else None
+    return committed != render_fingerprints(fingerprint_index())
+
+
+def write_fingerprints() -> Path:
+    FINGERPRINTS_PATH.write_text(render_fingerprints(fingerprint_index()), encoding="utf-8")
+    return FINGERPRINTS_PATH
 
 
 # --- backward compatibility -------------------------------------------------------------
@@ -325,16 +566,17 @@ def _resolve(writer: Any, reader: Any, path: str, problems: list[str]) -> None:
 # --- command line -------------------------------------------------------------------------
 
 def stale_files(folder: Path = SCHEMA_DIR) -> list[str]:
-    """Names whose committed .avsc differs from what the models generate (or is missing/extra)."""
-    generated = {name: render(schema) for name, schema in generate_schemas().items()}
+    """Names (file stems: full names) whose committed .avsc differs from what the models
+    generate (or is missing/extra)."""
+    generated = {name: render(schema) for name, schema in generate_schema_set().items()}
     committed = {p.stem: p.read_text(encoding="utf-8") for p in folder.glob("*.avsc")} if folder.is_dir() else {}
     return sorted(n for n in generated.keys() | committed.keys() if generated.get(n) != committed.get(n))
 
 
 def write_schemas(folder: Path = SCHEMA_DIR) -> list[Path]:
-    """(Re)write every generated schema into `folder`, removing .avsc files of no model."""
+    """(Re)write the generated schema set into `folder`, removing .avsc files of no type."""
     folder.mkdir(parents=True, exist_ok=True)
-    schemas = generate_schemas()
+    schemas = generate_schema_set()
     for path in folder.glob("*.avsc"):
         if path.stem not in schemas:
             path.unlink()
@@ -361,19 +603,24 @@ def release(version: str) -> list[str]:
                 for problem in check_backward_compatible(old, current[name])]
     if not problems:
         shutil.copytree(SCHEMA_DIR, target)
+        write_fingerprints()
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schemas.avro", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only compare the committed schemas with the models")
+    parser.add_argument("--check", action="store_true",
+                        help="only compare the committed schemas with the models (and fingerprints.json)")
     parser.add_argument("--release", metavar="VERSION", help="copy the current schemas into schemas/released/VERSION/")
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files()
         for name in stale:
             print(f"schemas/avro/{name}.avsc differs from the models: run python -m schemas.avro", file=sys.stderr)
-        return 1 if stale else 0
+        fingerprints = stale_fingerprints()
+        if fingerprints:
+            print("schemas/released/fingerprints.json differs from the released folders", file=sys.stderr)
+        return 1 if stale or fingerprints else 0
     if args.release:
         problems = release(args.release)
         for problem in problems:

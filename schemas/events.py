@@ -249,6 +249,31 @@ class EventRetractedPayload(Strict):
     event_id: Identifier
 
 
+# Contract section 9: a service (the skill-upgrade subsidy) handled from claim to payment.
+ServiceId = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+Decision = Literal["approved", "refused"]
+Amount = Annotated[int, Field(ge=1, le=10**12)]  # integer CNY, a payment of at least 1
+
+
+class ServiceClaimedPayload(Strict):
+    service_id: ServiceId
+    claimed_on: Date
+    region: Region
+
+
+class ServiceDecidedPayload(Strict):
+    service_id: ServiceId
+    decision: Decision
+    decided_on: Date
+    reason: Text | None = None
+
+
+class ServicePaidPayload(Strict):
+    service_id: ServiceId
+    paid_on: Date
+    amount_cny: Amount
+
+
 # --- envelopes ------------------------------------------------------------------------
 
 class Envelope(Strict):
@@ -367,12 +392,27 @@ class EventRetracted(Envelope):
         return self
 
 
+class ServiceClaimed(Envelope):
+    type: Literal["service.claimed"]
+    payload: ServiceClaimedPayload
+
+
+class ServiceDecided(Envelope):
+    type: Literal["service.decided"]
+    payload: ServiceDecidedPayload
+
+
+class ServicePaid(Envelope):
+    type: Literal["service.paid"]
+    payload: ServicePaidPayload
+
+
 EVENT_CLASSES: tuple[type[Envelope], ...] = (
     TrainingEnrolled, TrainingCompleted, TrainingWithdrawn,
     EmploymentStarted, EmploymentEnded,
     InsuranceEnrolled, InsuranceContribution, InsuranceSuspended, InsuranceTransferred, CardIssued,
     CertificateIssued, CertificateRevoked, HonorAwarded,
-    EventRetracted,
+    EventRetracted, ServiceClaimed, ServiceDecided, ServicePaid,
 )
 EVENT_TYPES: dict[str, type[Envelope]] = {c.model_fields["type"].annotation.__args__[0]: c for c in EVENT_CLASSES}
 
@@ -381,7 +421,8 @@ TOPIC_OF_TYPE: dict[str, str] = {
     **{t: "training-events" for t in ("training.enrolled", "training.completed", "training.withdrawn")},
     **{t: "employment-events" for t in ("employment.started", "employment.ended")},
     **{t: "insurance-events" for t in (
-        "insurance.enrolled", "insurance.contribution", "insurance.suspended", "insurance.transferred", "card.issued")},
+        "insurance.enrolled", "insurance.contribution", "insurance.suspended", "insurance.transferred", "card.issued",
+        "service.claimed", "service.decided", "service.paid")},
     **{t: "certification-events" for t in ("certificate.issued", "certificate.revoked", "honor.awarded")},
 }
 EVENT_TOPICS: tuple[str, ...] = ("training-events", "employment-events", "insurance-events", "certification-events")

@@ -8,9 +8,9 @@ the tests do so for every file they build. The Avro schemas are generated from t
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import CertificateKind, ContractType, EndReason, HonorTitle, Scheme, SkillLevel
 
@@ -76,15 +76,59 @@ class Honor(Frozen):
     awarded_by: str
 
 
+GrantStatus = Literal["offered", "over_annual_limit", "claimed", "approved", "refused", "paid"]
+NoticeCode = Literal["no_written_contract", "platform_without_injury_cover"]
+Decision = Literal["approved", "refused"]
+
+
+class Claim(Frozen):
+    """The winning claim of a grant (contract section 9)."""
+
+    source: str
+    region: str
+    claimed_on: dt.date
+    event_id: str
+
+
+class GrantDecision(Frozen):
+    decision: Decision
+    decided_on: dt.date
+    source: str
+    event_id: str
+
+
+class Payment(Frozen):
+    paid_on: dt.date
+    amount_cny: int
+    source: str
+    event_id: str
+
+
 class SubsidyGrant(Frozen):
     certificate_no: str
     occupation_code: str
     level: SkillLevel
     apply_by: dt.date
+    # contract section 9 (defaults: what a file written before it reads as)
+    service_id: str = ""
+    amount_cny: int = 0
+    status: GrantStatus = "offered"
+    claim: Claim | None = None
+    decision: GrantDecision | None = None
+    payments: list[Payment] = []
+
+
+class Notice(Frozen):
+    """Something labour inspection should look at (contract section 9)."""
+
+    code: NoticeCode
+    employer: str
+    since: dt.date
 
 
 class Services(Frozen):
     skill_upgrade_subsidy: list[SubsidyGrant]
+    notices: list[Notice] = []
 
 
 class FileIssue(Frozen):
@@ -111,12 +155,25 @@ class WorkerFile(Frozen):
     services: Services
     issues: list[FileIssue]
     applied_events: int
+    version: int | None = Field(None, description=(
+        "The version of the change that published this file on worker-files: the `version` of the "
+        "WorkerFileChange of the same ssn on worker-file-changes, so that a file is tied to its change event "
+        "(ssn, version). Null (absent in JSON) in files written with schema releases 1 and 2, in the output of "
+        "the offline fold (`workerfile fold`) and in the answers of the HTTP API, which derive the file from the "
+        "events rather than publish it."))
 
 
-FILE_SECTIONS: tuple[str, ...] = (
+FileSection = Literal[
     "aliases", "card", "employments", "current_employers", "trainings", "training_hours",
     "certificates", "highest_skill_level", "insurance", "honors", "services", "issues", "applied_events",
-)
+]
+FILE_SECTIONS: tuple[str, ...] = get_args(FileSection)
+"""The sections of a file whose change a WorkerFileChange reports (every field of the file
+but ssn, birth_date, sex, which never change, and version)."""
+
+ChangedSection = Literal[FileSection, Literal["erased", "merged"]]
+"""What `changed_sections` may hold: a section, or `erased` / `merged` alone when an
+operator removed the file or merged it into another (its tombstone follows)."""
 
 
 class WorkerFileChange(Frozen):
@@ -124,17 +181,27 @@ class WorkerFileChange(Frozen):
 
     ssn: str
     version: int
-    changed_sections: list[str]
+    changed_sections: list[ChangedSection] = Field(description=(
+        "The sections of the file that changed, in the file's order (every section for a new file), or `erased` "
+        "or `merged` alone when an operator erased the file or merged it into another (then a tombstone follows "
+        "on worker-files). The values are listed in `x-symbols` of the items: an Avro string, not an enum, because "
+        "releases 1 and 2 wrote strings and Avro resolves no string to an enum."))
     event_ids: list[str]
 
 
 class ServiceEvent(Frozen):
-    """Published on `worker-services` when a service first becomes available to a worker."""
+    """Published on `worker-services` when a grant first appears and each time its status
+    changes (contract section 9), and when a notice appears or is resolved. Each change
+    once: a consumer may key on (service_id, status)."""
 
-    service_id: str  # stable: the same grant always has the same id
+    service_id: str  # stable: the same grant (notice) always has the same id
     ssn: str
-    service: Literal["skill_upgrade_subsidy"]
-    grant: SubsidyGrant
+    service: Literal["skill_upgrade_subsidy", "notice"]  # (an inline Literal: its enum keeps its released name)
+    grant: SubsidyGrant | None = None  # service skill_upgrade_subsidy
+    notice: Notice | None = None  # service notice
+    status: str | None = None  # the grant's status, or open/resolved for a notice (null: written before section 9)
+    status_before: str | None = None  # null when the grant or notice first appears
+    version: int | None = None  # the file's version of this change
 
 
 class RejectedEvent(Frozen):

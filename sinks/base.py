@@ -14,7 +14,9 @@ Tables (the same in both databases):
     sink_offsets(consumer_group, topic, kafka_partition, next_offset, updated_at)
         the consumer's position, written in the same transaction as the rows.
 
-**Version rule.** Records on `worker-files` carry no version in their value. A worker's
+**Version rule.** A tombstone carries nothing, and a file of schema releases 1 and 2 no
+version (from release 3 a file carries the version of its change event, kept in
+`document`; a replay under a new application id starts those again at 1). A worker's
 records always land in the same partition (the key is the SSN), and a later offset in a
 partition is a newer file, so `version` = the record's offset in its partition. Every
 write is guarded by it:

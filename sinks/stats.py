@@ -11,9 +11,19 @@ Tables (next to the sink's, in the same database or another one):
     stats_totals(key PRIMARY KEY, value)
         the sum of every worker's contribution, key = JSON text of the tuple key
         (["level","senior"]); no zero rows.
+    stats_meta(key PRIMARY KEY, value)
+        `definitions`: the version of `processors.stats` definitions the contributions
+        were counted with (`processors.stats.DEFINITIONS`; a database from before this
+        table counts as version 1).
     sink_offsets(consumer_group, topic, kafka_partition, next_offset, updated_at)
         the sink's table, shared: the stats consumer stores its offsets under its own
         group name (default `workerfile-stats`).
+
+A store counted with other definitions than this version's is refused by `apply` and
+`follow` (StatsStoreOutdated): its stored contributions are no longer what `contribution` gives,
+so adding new contributions to them would not sum to a recount. Rebuild it from
+`worker-files` into a fresh database (`workerfile stats follow --db NEW`); `GET /stats`
+still answers from it, saying so in `meta.definitions`.
 
 One batch of `worker-files` records = one transaction: for the newest record of each
 worker in the batch whose version (its offset, as in `workerfile sink`) is greater than
@@ -52,6 +62,10 @@ CREATE TABLE IF NOT EXISTS stats_workers (
 CREATE TABLE IF NOT EXISTS stats_totals (
     key   TEXT PRIMARY KEY,
     value BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stats_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 )
 """
 
@@ -70,6 +84,10 @@ ON CONFLICT (key) DO UPDATE SET value = stats_totals.value + excluded.value
 DROP_ZERO = "DELETE FROM stats_totals WHERE key = :key AND value = 0"
 
 
+class StatsStoreOutdated(RuntimeError):
+    """The store's contributions were counted with other definitions (see the module)."""
+
+
 class StatsStore(ABC):
     """Per-worker contributions and running totals, with the consumer's offsets.
 
@@ -78,6 +96,7 @@ class StatsStore(ABC):
     `%(name)s` for psycopg)."""
 
     kind = "?"
+    definitions: int = st.DEFINITIONS  # of the stored contributions (ensure_schema reads it)
 
     # --- what a database provides ----------------------------------------------------------
     @abstractmethod
@@ -118,6 +137,13 @@ class StatsStore(ABC):
         try:
             for statement in [s for s in TABLES.split(";") if s.strip()] + self._offset_schema():
                 self._execute(statement)
+            rows = self._execute("SELECT value FROM stats_meta WHERE key = 'definitions'")
+            if rows:
+                self.definitions = int(rows[0][0])
+            else:  # a new database counts with this version; one from before the table with version 1
+                self.definitions = 1 if self._execute("SELECT 1 FROM stats_workers LIMIT 1") else st.DEFINITIONS
+                self._execute("INSERT INTO stats_meta (key, value) VALUES ('definitions', :value)",
+                              {"value": str(self.definitions)})
             self._commit()
         except BaseException:
             self._rollback()
@@ -129,6 +155,7 @@ class StatsStore(ABC):
         the totals, and the next offset of each partition in `offsets` (never moved back).
         `written` counts files applied, `deleted` tombstones that removed a worker,
         `ignored` the rest (older or repeated records, tombstones of absent workers)."""
+        self.check_definitions()
         changes = list(changes)
         latest = latest_per_worker(changes)
         now = utc_now().isoformat(timespec="microseconds")
@@ -167,6 +194,15 @@ class StatsStore(ABC):
             raise
         result.ignored = len(changes) - result.written - result.deleted
         return result
+
+    def check_definitions(self) -> None:
+        """StatsStoreOutdated unless the stored contributions were counted with this
+        version's definitions."""
+        if self.definitions != st.DEFINITIONS:
+            raise StatsStoreOutdated(
+                f"this statistics database was counted with definitions version {self.definitions}, this "
+                f"workerfile counts with version {st.DEFINITIONS}: rebuild it from worker-files into a fresh "
+                "database (workerfile stats follow --db NEW), then point the server at it")
 
     def _stored(self, ssns: list[str]) -> dict[str, tuple[int, str]]:
         found: dict[str, tuple[int, str]] = {}
@@ -218,7 +254,8 @@ class StatsStore(ABC):
         body = st.figures(totals, min_cell=min_cell, dispatch_cap=dispatch_cap)
         meta = {"topic": topic, "group": group, "offsets": {str(p): o for p, o in sorted(offsets.items())},
                 "updated_at": updated, "generated_at": utc_now().isoformat(timespec="seconds"),
-                "min_cell": min_cell, "dispatch_cap": dispatch_cap, "store": self.kind}
+                "min_cell": min_cell, "dispatch_cap": dispatch_cap, "store": self.kind,
+                "definitions": self.definitions, "definitions_current": st.DEFINITIONS}
         return {"meta": meta, **body}
 
     def __enter__(self) -> "StatsStore":
@@ -354,5 +391,6 @@ def follow(store: StatsStore, bootstrap: str, group: str = DEFAULT_GROUP, once: 
     the Kafka login (streams.kafka_security.KafkaSecurity; default: the environment)."""
     from sinks.runner import run_sink
 
+    store.check_definitions()  # before reading anything
     return run_sink(store, bootstrap, group=group, once=once, batch_size=batch_size,  # type: ignore[arg-type]
                     handle_signals=handle_signals, security=security)

@@ -19,8 +19,16 @@ Delivery guarantees (at-least-once processing, made safe by ordering and idempot
    the failure is one the cluster recovers from by itself (brokers down, too few in-sync
    replicas), it is tried again for up to OUTAGE_WINDOW first (`retry_delay`).
 
-A second agent keeps each worker's access log (`worker-access-log`, written by the
-HTTP API for every read) in a table, for `GET /workers/{ssn}/access-log`.
+Each worker's access log (`worker-access-log`, written by the HTTP API for every read and
+by the processors for every operator action) is not a table: `GET
+/workers/{ssn}/access-log` answers from a view of the topic itself
+(`streams.access_log.AccessLogView`), so nothing on the topic can be missing from it.
+
+Every topic the worker uses and every changelog of its tables must exist before it starts
+(`workerfile topics --app-id ID` creates them; `workerfile worker` checks, see
+`streams.topics.wait_for_topics`): faust would otherwise create a changelog while the
+first worker of a new application id joins its group, and a table whose changelog the
+group's metadata did not have yet fails every write (PartitionsMismatch, issue #11).
 """
 
 from __future__ import annotations
@@ -33,19 +41,20 @@ import sys
 import weakref
 
 import faust
-import orjson
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from workerfile.logmask import mask_text
 from processors.organisations import DEVELOPMENT_MODE, load_organisations
+from processors.services import load_service_rules
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
+from streams.access_log import AccessLogView
 from streams.batch_processor import BatchProcessor
 from streams.handler import Audiences
 from streams.settings import StreamSettings
 from streams.topics import (
-    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_SERVICES,
+    EVENT_TOPICS, IDENTITY_MARKERS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_SERVICES,
 )
 from streams.web import register_web
 
@@ -88,6 +97,14 @@ def retry_delay(err: BaseException, attempt: int, failing_for: float) -> float |
     return delay if attempt < BATCH_ATTEMPTS else None
 
 
+# The RocksDB memory of each table partition's database. faust's defaults are 64 MiB write
+# buffers x 3 and a block cache of 2 GiB for EACH partition's database, so a worker's
+# memory grows with the state it holds (bench/rehearsal.py: 823 MiB of RSS after 5,000
+# workers on 8 partitions, ~600 MiB of it memtables) and is bounded only by 8 x 2.2 GiB;
+# with these, by 8 x (2 x 16 + 32) MiB on 8 partitions.
+ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2, "block_cache_size": 32 * 2**20}
+
+
 def stop_without_acking(status: int) -> None:
     """End the process at once, without acking the batch being processed.
 
@@ -121,23 +138,24 @@ def in_partition_of(event: faust.EventT) -> None:
 
 
 class ServiceLedger:
-    """The service_ids already on `worker-services`, per partition, read from the topic
-    itself when first needed after each rebalance."""
+    """The status of the last event of each service_id on `worker-services`, per
+    partition, read from the topic itself when first needed after each rebalance (an
+    event written before contract section 9 has no status: its grant was offered)."""
 
     def __init__(self, bootstrap: str, client_kwargs: dict | None = None):
         self.bootstrap = bootstrap
         self.client_kwargs = client_kwargs or {}  # the login (settings.aiokafka_kwargs())
-        self.by_partition: dict[int, set[str]] = {}
+        self.by_partition: dict[int, dict[str, str]] = {}
 
     def forget(self) -> None:
         self.by_partition.clear()
 
-    async def published(self, partition: int) -> set[str]:
+    async def published(self, partition: int) -> dict[str, str]:
         if partition not in self.by_partition:
             self.by_partition[partition] = await self._read(partition)
         return self.by_partition[partition]
 
-    async def _read(self, partition: int) -> set[str]:
+    async def _read(self, partition: int) -> dict[str, str]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     isolation_level="read_committed", **self.client_kwargs)
         await consumer.start()
@@ -146,13 +164,13 @@ class ServiceLedger:
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             end = (await consumer.end_offsets([tp]))[tp]
-            ids: set[str] = set()
+            last: dict[str, str] = {}
             while await consumer.position(tp) < end:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for message in batch.get(tp, []):
                     _, service = codec.decode(message.value)
-                    ids.add(service["service_id"])
-            return ids
+                    last[service["service_id"]] = service.get("status") or "offered"
+            return last
         finally:
             await consumer.stop()
 
@@ -165,6 +183,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         coordinator_log.addFilter(TransientCoordinatorErrors())
     audiences = load_audiences(settings)
     organisations = load_organisations(settings.organisations)  # raises OrganisationsError if invalid
+    rules = load_service_rules(settings.services)  # raises ServiceRulesError if invalid
     if organisations is None:
         log.warning("%s; set WORKERFILE_ORGANISATIONS to the registry file", DEVELOPMENT_MODE)
     else:
@@ -193,6 +212,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_tables_enabled=False, web_router_enabled=False, web_graph_enabled=False,
         web_stats_enabled=False, web_metrics_enabled=False,
         table_standby_replicas=0,
+        # no `<app id>-__assignor-__leader` topic: nothing here runs on the leader only, and
+        # every topic the worker subscribes to is provisioned beforehand (workerfile topics)
+        topic_disable_leader=True,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -205,15 +227,13 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     # exactly as the producers of the event topics do, so a key's table partition is its
     # event partition
     states = app.Table("worker-state", default=None, key_type=bytes, value_type=bytes,
-                       partitions=settings.partitions)
+                       partitions=settings.partitions, options=rocksdb_options())
     # The markers of numbers merged or erased by an operator: a fixed changelog topic name
     # (not derived from the application id), so a replay under a new id still has them.
     markers = app.Table("identity-markers", default=None, key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions,
-                        changelog_topic=app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes,
-                                                  partitions=settings.partitions, compacting=True))
-    access_logs = app.Table("access-log", default=None, key_type=bytes, value_type=bytes,
-                            partitions=settings.partitions)
+                        partitions=settings.partitions, changelog_topic=markers_changelog(app, settings.partitions),
+                        options=rocksdb_options())
+    access_log = AccessLogView(settings.broker, settings.partitions, settings.aiokafka_kwargs())
     ledger = ServiceLedger(settings.broker, settings.aiokafka_kwargs())
     out_topics: dict[str, faust.TopicT] = {}
     per_org_views = tuple(v.topic.split("{org}")[0] for v in audiences.published.values() if v.per_org)
@@ -234,7 +254,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         return out_topics[name]
 
     processor = BatchProcessor(states, markers, FaustPublisher(topic), ledger, audiences, organisations,
-                               place=in_partition_of, cache_size=STATE_CACHE_SIZE)
+                               place=in_partition_of, cache_size=STATE_CACHE_SIZE, rules=rules)
 
     rebalances = [0]  # partitions revoked so far: a batch being retried may belong to another worker now
 
@@ -248,6 +268,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def _assigned(sender, assigned, **kwargs) -> None:
         ledger.forget()
         processor.forget()
+        access_log.keep_only({tp.partition for tp in assigned if tp.topic in EVENT_TOPICS[:1]})
+
+    @app.on_before_shutdown.connect
+    async def _shutdown(sender, **kwargs) -> None:
+        await access_log.stop()
 
     @app.on_rebalance_complete.connect
     async def _ready(sender, **kwargs) -> None:
@@ -313,19 +338,27 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                      "worker without acking it (it is processed again at the next start)", len(batch))
         stop_without_acking(EXIT_BATCH_FAILED)
 
-    @app.agent(app.topic(WORKER_ACCESS_LOG, key_type=bytes, value_type=bytes, partitions=settings.partitions))
-    async def keep_access_logs(stream):
-        async for event in stream.events():
-            _, entry = codec.decode(event.message.value)
-            key = event.message.key
-            entries = orjson.loads(access_logs.get(key) or b"[]")
-            entries.append(entry)
-            access_logs[key] = orjson.dumps(entries)
-
     if settings.web_port > 0:
-        register_web(app, states, access_logs, audiences, Callers.load(settings.api_tokens, audiences.views),
-                     organisations=organisations)
+        register_web(app, states, access_log, audiences, Callers.load(settings.api_tokens, audiences.views),
+                     organisations=organisations, rules=rules)
     return app
+
+
+def rocksdb_options() -> dict:
+    """A fresh dict of ROCKSDB_OPTIONS for one table (faust's Store pops keys from it)."""
+    return dict(ROCKSDB_OPTIONS)
+
+
+def markers_changelog(app: faust.App, partitions: int) -> faust.TopicT:
+    """The changelog topic of the markers table, under its fixed name, declared as faust
+    declares a table's own changelog (`Collection._new_changelog_topic`): without acks and
+    internal. An ordinary topic (acks on) is one faust expects a stream to take events
+    from: once an erase or merge had written a marker, its livelock check logged "Stream
+    has not started processing TP(topic='workerfile-identity-markers', ...)" every 2.5 s
+    for as long as the worker ran (the changelog's highwater stays past the position of a
+    partition whose table is active, and no stream ever reads it)."""
+    return app.topic(IDENTITY_MARKERS, key_type=bytes, value_type=bytes, partitions=partitions, compacting=True,
+                     acks=False, internal=True, maxsize=131_072, allow_empty=True)
 
 
 class FaustPublisher:

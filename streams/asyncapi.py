@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from schemas.avro import SCHEMA_DIR, load_schemas
+from schemas.avro import SCHEMA_DIR, load_schemas, schema_fingerprint
 from streams.topics import load_topic_specs
 
 ASYNCAPI_PATH = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
@@ -68,7 +68,9 @@ def build_asyncapi() -> dict:
             "contentType": "application/octet-stream",
             "description": "Avro single-object encoding: C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint "
                            "of the writer schema, then the Avro binary body. Key: the normalised SSN (UTF-8), "
-                           "except on rejected-events (the original key).",
+                           "except on rejected-events (the original key). Written with the schema below, "
+                           f"fingerprint {schema_fingerprint(schemas[schema_name]).hex()} (the 8 bytes after C3 01); "
+                           "values written with an earlier release carry theirs: schemas/released/fingerprints.json.",
             "payload": {"schemaFormat": AVRO_FORMAT, "schema": schemas[schema_name]},
             "bindings": {"kafka": {"key": {"type": "string", "description": "social-security number"},
                                    "bindingVersion": "0.5.0"}},
@@ -96,7 +98,10 @@ def build_asyncapi() -> dict:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "workerfile topics", "version": "1",
-                 "description": "Events in, one electronic file per worker out. Schemas: schemas/released/<N>/*.avsc."},
+                 "description": "Events in, one electronic file per worker out. Schemas: schemas/released/<N>/ (from "
+                                "release 3 one file per named type, cn.workerfile.<Name>.avsc, each type defined "
+                                "once); every fingerprint on the wire with its schema file: "
+                                "schemas/released/fingerprints.json."},
         "defaultContentType": "application/octet-stream",
         "channels": channels,
         "operations": operations,

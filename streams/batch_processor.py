@@ -8,8 +8,8 @@ made explicit so that its ordering rules are tested without a broker
 - `markers`: the table of merged and erased numbers (`get`, `[key] = value`);
 - `publisher`: `await publisher.send(record)` hands a record to the producer and returns
   its *delivery future* without waiting for the delivery;
-- `ledger`: `await ledger.published(partition)`, the service ids already on
-  `worker-services` in that partition (streams.app.ServiceLedger);
+- `ledger`: `await ledger.published(partition)`, {service_id: the status of its last
+  event} on `worker-services` in that partition (streams.app.ServiceLedger);
 - `place(event)`: makes `event` the current event, so that faust's table reads and
   writes use its partition (no-op in the tests).
 
@@ -17,8 +17,10 @@ The rules, per batch:
 1. messages are taken in order; a worker's events of the batch are folded together (one
    `fold_batch` per worker); events of a number merged away are sent on to the number it
    was merged into; operator commands come after the events of the same batch;
-2. every record is handed to the producer without waiting for it; a grant only when its
-   service id is neither in the ledger nor already sent in this batch;
+2. every record is handed to the producer without waiting for it; a service event only
+   when its status differs from the last one of its service_id, in the ledger or sent in
+   this batch (so no change is published twice, and the last event of a service_id on
+   the topic always has its current status);
 3. all delivery futures are gathered once; only when every one is delivered are the
    ledger, the state table and the markers table written. A failed delivery raises out of
    `process` with nothing written (the caller processes the batch again, or stops).
@@ -34,10 +36,11 @@ from typing import Any, Awaitable, Callable, Protocol
 from processors.fold import WorkerState
 from processors.identity import mask_ssn
 from processors.organisations import Organisations
+from processors.services import DEFAULT_RULES, SubsidyRules
 from streams import codec
 from streams.handler import (
     Audiences, Folded, Marker, Origin, Record, apply_command, fold_batch, intake_message, load_state, redirected,
-    state_writes,
+    service_record, state_writes,
 )
 from streams.topics import OPERATOR_COMMANDS
 
@@ -59,7 +62,7 @@ class Publisher(Protocol):
 
 
 class Ledger(Protocol):
-    async def published(self, partition: int) -> set[str]: ...
+    async def published(self, partition: int) -> dict[str, str]: ...
 
 
 class BatchProcessor:
@@ -69,7 +72,8 @@ class BatchProcessor:
 
     def __init__(self, states: Table, markers: Table, publisher: Publisher, ledger: Ledger,
                  audiences: Audiences | None = None, organisations: Organisations | None = None,
-                 place: Callable[[Any], None] = lambda event: None, cache_size: int = 20_000):
+                 place: Callable[[Any], None] = lambda event: None, cache_size: int = 20_000,
+                 rules: SubsidyRules = DEFAULT_RULES):
         self.states = states
         self.markers = markers
         self.publisher = publisher
@@ -78,6 +82,7 @@ class BatchProcessor:
         self.organisations = organisations
         self.place = place
         self.cache_size = cache_size
+        self.rules = rules
         self.cache: OrderedDict[str, WorkerState] = OrderedDict()
 
     def forget(self) -> None:
@@ -99,8 +104,7 @@ class BatchProcessor:
 
     async def _process(self, batch) -> None:
         pending: list[Awaitable[Any]] = []
-        grants: list[tuple[int, str]] = []  # (partition, service id) sent in this batch
-        sending: set[tuple[int, str]] = set()
+        sending: dict[tuple[int, str], str] = {}  # (partition, service id) -> status sent in this batch
         send = self.publisher.send
 
         async def publish(folded: Folded, partition: int, ssn: str) -> None:
@@ -108,13 +112,14 @@ class BatchProcessor:
                 pending.append(await send(record))
             if folded.grants:
                 published = await self.ledger.published(partition)
-                for service_id, record in folded.grants:
-                    if service_id in published or (partition, service_id) in sending:
-                        log.info("grant %s for %s already published; not again", service_id, mask_ssn(ssn))
+                for service_id, status, service in folded.grants:
+                    last = sending.get((partition, service_id), published.get(service_id))
+                    if last == status:
+                        log.info("service %s of %s already published as %s; not again", service_id, mask_ssn(ssn),
+                                 status)
                         continue
-                    sending.add((partition, service_id))
-                    grants.append((partition, service_id))
-                    pending.append(await send(record))
+                    sending[(partition, service_id)] = status
+                    pending.append(await send(service_record(service, last)))
 
         by_worker: dict[str, list] = defaultdict(list)
         anchor: dict[str, Any] = {}  # one event of each worker: its partition
@@ -141,7 +146,7 @@ class BatchProcessor:
                     pending.append(await send(redirected(event, marker.merged_into)))
                 continue
             folded = fold_batch(self.state_of(ssn), events, self.audiences,
-                                marker.erased_ids if marker else frozenset())
+                                marker.erased_ids if marker else frozenset(), self.rules)
             await publish(folded, anchor[ssn].message.partition, ssn)
             new_states[ssn] = folded.state
         for ev in commands:  # after the events of the same batch
@@ -153,15 +158,15 @@ class BatchProcessor:
             anchor[ssn] = ev
             state = new_states[ssn] if ssn in new_states else self.state_of(ssn)
             marker = new_markers[ssn] if ssn in new_markers else self.marker_of(ssn)
-            folded, new_markers[ssn] = apply_command(state, marker, command, self.audiences)
+            folded, new_markers[ssn] = apply_command(state, marker, command, self.audiences, self.rules)
             log.warning("operator %s: %s of %s by %s", command["command_id"], command["action"], mask_ssn(ssn),
                         command["operator"])
             await publish(folded, ev.message.partition, ssn)
             new_states[ssn] = folded.state
         if pending:
             await asyncio.gather(*pending)  # raises if any delivery failed: nothing below happens
-        for partition, service_id in grants:
-            (await self.ledger.published(partition)).add(service_id)
+        for (partition, service_id), status in sending.items():
+            (await self.ledger.published(partition))[service_id] = status
         for ssn, state in new_states.items():
             self.place(anchor[ssn])
             for key, value in state_writes(state):

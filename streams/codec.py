@@ -4,12 +4,15 @@ A value is `C3 01` (the marker), then the 8-byte little-endian CRC-64-AVRO finge
 the writer schema's Parsing Canonical Form, then the Avro binary body (Avro specification,
 "Single-object encoding"). No schema registry is needed: any Avro library decodes a value
 with the schema whose fingerprint it carries, and every schema ever published is in
-`schemas/released/<version>/` (the current ones in `schemas/avro/`).
+`schemas/released/<version>/` (the current ones in `schemas/avro/`), listed by fingerprint
+in `schemas/released/fingerprints.json`.
 
 Records travel in their canonical JSON form on this side (dates as `YYYY-MM-DD` strings,
 timestamps as RFC 3339 strings): `decode_event` gives what `schemas.events.event_to_json_dict`
 gives, so `processors.intake.validate_event` checks a decoded event like a JSON line.
-Data written with any released schema is resolved to the current schema when read.
+Data written with any released schema is resolved to the current schema when read. A
+WorkerFile's `version` (schema release 3) is in its JSON form only when it has one, as an
+event's `ssn_legacy`: a file of an older release, or of the offline fold, has none.
 
 `RejectedEvent.input` is a string in Avro as in JSON (the model is the source of truth):
 the original Kafka value when it is UTF-8, else its base64 with `input_encoding` "base64";
@@ -26,10 +29,11 @@ from typing import Any, Callable
 
 import fastavro
 from fastavro.read import SchemaResolutionError
-from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.validation import validate
 
-from schemas.avro import NAMESPACE, SCHEMA_DIR, load_schemas, payload_record_name, released_versions
+from schemas.avro import (
+    NAMESPACE, SCHEMA_DIR, load_schemas, payload_record_name, released_versions, schema_fingerprint,
+)
 from schemas.events import EVENT_TYPES, Envelope, event_to_json_dict
 
 MARKER = b"\xc3\x01"
@@ -40,12 +44,6 @@ CURRENT_VERSION = "current"
 class CodecError(ValueError):
     """A value cannot be encoded or decoded. The message says what is wrong with the
     framing or the schema, never the content of the record."""
-
-
-def schema_fingerprint(schema: dict | list | str) -> bytes:
-    """The 8 bytes that follow the marker: CRC-64-AVRO of the Parsing Canonical Form, little-endian."""
-    parsed = fastavro.parse_schema(schema)
-    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))  # fastavro gives it little-endian
 
 
 # --- conversions between the JSON form and what fastavro reads and writes ------------------
@@ -269,6 +267,8 @@ def decode(data: bytes) -> tuple[str, dict]:
         record = reader.to_json(record)
     if writer.name == "Event" and record.get("ssn_legacy") is None:
         record.pop("ssn_legacy", None)  # as event_to_json_dict: only when there is one
+    elif writer.name == "WorkerFile" and record.get("version") is None:
+        record.pop("version", None)  # as derive_file: only a published file has one
     return writer.name, record
 
 

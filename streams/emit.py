@@ -108,6 +108,12 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "title": ("荣誉称号", "称号"),
     "awarded_on": ("授予日期", "获得日期"),
     RETRACTED_COLUMN: ("被撤回事件编号", "撤回事件编号"),
+    "service_id": ("服务编号", "补贴编号"),
+    "claimed_on": ("申领日期", "申请日期"),
+    "decision": ("审核结果", "审核决定"),
+    "decided_on": ("审核日期", "决定日期"),
+    "paid_on": ("发放日期", "支付日期"),
+    "amount_cny": ("发放金额", "支付金额"),
 }
 
 IGNORED_HEADERS = ("序号", "姓名", "备注", "no", "name", "remark")
@@ -146,6 +152,8 @@ ENUM_LABELS: dict[tuple[str, str], dict[str, str]] = {
         "市级工匠": "city_craftsman", "劳动模范": "model_worker", "技能竞赛获奖": "competition_award",
         "竞赛获奖": "competition_award",
     },
+    ("service.decided", "decision"): {"通过": "approved", "批准": "approved", "核准": "approved",
+                                      "不通过": "refused", "不予批准": "refused", "驳回": "refused"},
 }
 
 TRUE_VALUES = ("true", "是", "1")

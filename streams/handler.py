@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from processors.derive import derive_file, new_service_events, record_change
+from processors.services import DEFAULT_RULES, SubsidyRules
 from processors.fold import (
     ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, state_from_bytes,
     state_to_bytes, table_writes,
@@ -130,12 +131,13 @@ def intake_message(key: bytes | None, value: bytes | None, origin: Origin, now: 
 @dataclass
 class Folded:
     """What one worker's batch produced: the new state and the records to publish.
-    `grants` are service-event records, to be published only if not already on the
-    topic (the shell checks its ledger); `rejected` counts rejected events."""
+    `grants` are the service events (contract section 9) as (service_id, status, event),
+    to be published only if the topic's last event of that service_id has another status
+    (the shell checks its ledger, and sets status_before); `rejected` counts rejected events."""
 
     state: WorkerState
     records: list[Record] = field(default_factory=list)
-    grants: list[tuple[str, Record]] = field(default_factory=list)
+    grants: list[tuple[str, str, dict]] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -179,7 +181,8 @@ def view_output(ssn: str, file: dict | None, changed, state: WorkerState, audien
 
 
 def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, bytes, Origin]],
-               audiences: Audiences | None = None, erased: set[str] | frozenset = frozenset()) -> Folded:
+               audiences: Audiences | None = None, erased: set[str] | frozenset = frozenset(),
+               rules: SubsidyRules = DEFAULT_RULES) -> Folded:
     """Fold one worker's events (in arrival order) into `state`, then derive the file once
     and say what to publish: the file, a change event if it changed, the audience views
     it changed, new grants, and a rejection record for each event the fold rejected.
@@ -202,24 +205,33 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
             out.records.append(rejection_record(outcome.rejection, key, value, origin, event.event_id))
     if not applied and len(state.aliases) == aliases_before:
         return out
-    publish_file(out, applied, audiences)
+    publish_file(out, applied, audiences, rules)
     return out
 
 
-def publish_file(out: Folded, applied: list[str], audiences: Audiences | None) -> None:
+def publish_file(out: Folded, applied: list[str], audiences: Audiences | None,
+                 rules: SubsidyRules = DEFAULT_RULES) -> None:
     """Derive the file of `out.state` and add what to publish: the file, a change event
-    if it changed, the views it changed, new grants."""
+    if it changed, the views it changed, the service events of what changed. The file
+    published carries the version of its change event (the derived file, as the offline
+    fold's, has none)."""
     state = out.state
-    file = derive_file(state)
+    file = derive_file(state, rules)
     changed = record_change(state, file)
     key = state.ssn.encode()
     if changed:
-        out.records.append(Record(WORKER_FILES, key, codec.encode("WorkerFile", file)))
+        out.records.append(Record(WORKER_FILES, key, codec.encode("WorkerFile", {**file, "version": state.version})))
         change = {"ssn": state.ssn, "version": state.version, "changed_sections": changed, "event_ids": applied}
         out.records.append(Record(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change)))
         out.records.extend(view_output(state.ssn, file, changed, state, audiences))
     for service in new_service_events(state, file):
-        out.grants.append((service["service_id"], Record(WORKER_SERVICES, key, codec.encode("ServiceEvent", service))))
+        out.grants.append((service["service_id"], service["status"], service))
+
+
+def service_record(service: dict, status_before: str | None) -> Record:
+    """The `worker-services` record of a service event, with the status the topic had."""
+    return Record(WORKER_SERVICES, service["ssn"].encode(),
+                  codec.encode("ServiceEvent", {**service, "status_before": status_before}))
 
 
 # --- operator commands: merge two files, erase a file (issue #6) -------------------------------
@@ -269,7 +281,7 @@ def file_gone(state: WorkerState, section: str, audiences: Audiences | None) -> 
 
 
 def apply_command(state: WorkerState, marker: Marker | None, command: dict,
-                  audiences: Audiences | None = None) -> tuple[Folded, Marker | None]:
+                  audiences: Audiences | None = None, rules: SubsidyRules = DEFAULT_RULES) -> tuple[Folded, Marker | None]:
     """Carry out one operator command on the file of `command["ssn"]` (whose state is
     `state`): what to publish, the new state and the number's new marker.
 
@@ -308,6 +320,6 @@ def apply_command(state: WorkerState, marker: Marker | None, command: dict,
         joined.aliases |= {other} | merged.aliases
         joined.section_digests = dict(state.section_digests)
         out = Folded(state=joined, records=[audit_record(ssn, command, f"merged from {mask_ssn(other)}")])
-        publish_file(out, sorted(set(merged.records) - set(state.records)), audiences)
+        publish_file(out, sorted(set(merged.records) - set(state.records)), audiences, rules)
         return out, marker
     raise ValueError(f"unknown operator command {action!r}")

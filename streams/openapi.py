@@ -129,13 +129,38 @@ def build_openapi() -> dict:
                 "summary": "Who read the file: every read through this API and every operator action on it",
                 "parameters": [ssn_param, purpose],
                 "responses": {
-                    "200": {"description": "the access log, oldest first", "content": {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/AccessLog"}}}},
+                    "200": {"description": "the access log, oldest first: every record of this SSN on "
+                                           "worker-access-log up to the request", "content": {"application/json": {
+                                               "schema": {"$ref": "#/components/schemas/AccessLog"}}}},
                     "400": _error("malformed SSN", ["invalid_ssn"]),
                     **denied,
                     "404": _error("no file for this SSN", ["not_found"]),
+                    "503": _error("worker-access-log could not be read up to the request in time (30 s), or this "
+                                  "read could not be recorded in it, so it is not answered", ["unavailable"]),
+                }}},
+            "/me/file": {"get": {
+                "summary": "The worker's own file: the file of the number a worker's token is bound to",
+                "description": "As GET /workers/{ssn} of that number (recorded in the access log first). Only a "
+                               "caller bound to one number (audience worker) has a file of its own.",
+                "parameters": [purpose],
+                "responses": {
+                    "200": {"description": "the whole file", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/WorkerFile"}}}},
+                    "401": denied["401"],
+                    "403": _error("the caller is bound to no number (not a worker's token)", ["forbidden"]),
+                    "404": _error("no file for the worker's number (yet)", ["not_found"]),
                     "503": unrecorded,
                 }}},
+            "/me": {"get": {
+                "summary": "The worker's own page (HTML, Chinese with English)",
+                "description": "One self-contained page (inline script and style, nothing loaded from elsewhere) "
+                               "that holds no data: it asks once for the worker's token, keeps it in the tab's "
+                               "sessionStorage (or takes it from the fragment #token=..., which it removes from the "
+                               "address at once), then shows GET /me/file and the access log in plain words, the "
+                               "number masked.",
+                "security": [],
+                "responses": {"200": {"description": "the page", "content": {"text/html": {
+                    "schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },

@@ -38,8 +38,11 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0, security: Kafk
         consumer.close()
 
 
-def latest_files(bootstrap: str, timeout: float = 30.0, security: KafkaSecurity | None = None) -> dict[str, dict]:
-    """The latest file of every worker on `worker-files` (a tombstone removes one)."""
+def latest_files(bootstrap: str, timeout: float = 30.0, security: KafkaSecurity | None = None, *,
+                 versions: bool = True) -> dict[str, dict]:
+    """The latest file of every worker on `worker-files` (a tombstone removes one).
+    `versions=False`: without the `version` of the change that published each, i.e. the
+    files as derived from the events (what `workerfile fold` gives)."""
     files: dict[str, dict] = {}
     for record in read_topic(bootstrap, "worker-files", timeout, security):
         ssn = record.key.decode()
@@ -47,6 +50,8 @@ def latest_files(bootstrap: str, timeout: float = 30.0, security: KafkaSecurity 
             files.pop(ssn, None)
         else:
             files[ssn] = codec.decode(record.value)[1]
+            if not versions:
+                files[ssn].pop("version", None)
     return files
 
 

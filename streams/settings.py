@@ -8,10 +8,12 @@
 | WORKERFILE_PARTITIONS | 4 | partitions of every topic (all co-partitioned by SSN) |
 | WORKERFILE_REPLICATION | 1 | replication factor of the topics faust creates |
 | WORKERFILE_WEB_PORT | 0 (off) | faust's web server port |
+| WORKERFILE_TOPICS_WAIT | 60 | seconds the worker waits at start for missing topics (`workerfile topics` creates them), then stops |
 | WORKERFILE_KAFKA_* | PLAINTEXT | the login on a secured broker (`streams/kafka_security.py`) |
 | WORKERFILE_VIEWS | deploy/views.toml | the audience views (who sees what) |
 | WORKERFILE_PSEUDONYM_KEY_FILE | (none) | the secret key of the pseudonymised view; without it that view is not published |
 | WORKERFILE_API_TOKENS | (none) | the API's callers file (`workerfile token add`); without it the API answers 401 |
+| WORKERFILE_SERVICES | deploy/services.toml | the subsidy's parameters (`processors/services.py`); checked at start |
 | WORKERFILE_ORGANISATIONS | (none) | the organisation registry (`processors/organisations.py`); without it sources are not checked (development mode, said in the log at start) |
 """
 
@@ -32,11 +34,13 @@ class StreamSettings:
     replication: int = 1
     web_port: int = 0
     commit_interval: float = 1.0
+    topics_wait: float = 60.0  # seconds to wait at start for missing topics, then stop
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)  # the login (PLAINTEXT: none)
     views: str | None = None  # path of the views config (None: deploy/views.toml)
     pseudonym_key_file: str | None = None
     api_tokens: str | None = None
     organisations: str | None = None  # path of the organisation registry (None: development mode)
+    services: str | None = None  # path of the subsidy's parameters (None: deploy/services.toml or the defaults)
 
     @classmethod
     def from_env(cls, **overrides) -> "StreamSettings":
@@ -48,10 +52,12 @@ class StreamSettings:
             partitions=int(env.get("WORKERFILE_PARTITIONS", cls.partitions)),
             replication=int(env.get("WORKERFILE_REPLICATION", cls.replication)),
             web_port=int(env.get("WORKERFILE_WEB_PORT", cls.web_port)),
+            topics_wait=float(env.get("WORKERFILE_TOPICS_WAIT", cls.topics_wait)),
             views=env.get("WORKERFILE_VIEWS") or None,
             pseudonym_key_file=env.get("WORKERFILE_PSEUDONYM_KEY_FILE") or None,
             api_tokens=env.get("WORKERFILE_API_TOKENS") or None,
             organisations=env.get("WORKERFILE_ORGANISATIONS") or None,
+            services=env.get("WORKERFILE_SERVICES") or None,
         )
         if overrides.get("kafka") is None:
             values["kafka"] = KafkaSecurity.from_env()

@@ -21,7 +21,8 @@ Delivery to the subscriber (nothing lost, at-least-once):
   moves past it), reported on stderr with its topic, partition and offset, counted in
   the summary, and the subscriber goes on. Default file:
   `workerfile-subscribe-<what>.rejects.jsonl`.
-- With `--state`, the ids handed on (`service_id`, or `ssn|version` for changes) are
+- With `--state`, the ids handed on (`service_id|status|version`, or `ssn|version` for
+  changes) are
   appended to a file before the offset is committed, so a restarted subscriber does not
   hand the same message on twice; only a crash between the hand-on and that write can
   repeat one (receivers deduplicate by the same id). Rejects may repeat after a crash
@@ -59,16 +60,31 @@ MAX_RETRY_WAIT = 60.0  # seconds, the longest wait between two tries of a failin
 
 
 def message_id(what: str, message: dict) -> str:
-    """What identifies a message for deduplication."""
-    return message["service_id"] if what == "services" else f"{message['ssn']}|{message['version']}"
+    """What identifies a message for deduplication: a change of a file by (ssn, version);
+    a service event by its service_id, status and file version (contract section 9: one
+    event per status change; an event from before section 9 has no status: its id)."""
+    if what != "services":
+        return f"{message['ssn']}|{message['version']}"
+    if message.get("status") is None:
+        return message["service_id"]
+    return f"{message['service_id']}|{message['status']}|v{message['version']}"
 
 
 def describe(what: str, message: dict) -> str:
     """One line for a person (the SSN masked)."""
     if what == "services":
+        who = mask_ssn(message["ssn"])
+        change = message.get("status") or "offered"
+        if message.get("status_before"):
+            change = f"{message['status_before']} -> {change}"
+        if message["service"] == "notice":
+            n = message["notice"]
+            return f"notice {n['code']} for {who}: employer {n['employer']} since {n['since']} ({change})"
         g = message["grant"]
-        return (f"grant {message['service']} for {mask_ssn(message['ssn'])}: {g['occupation_code']} {g['level']}, "
-                f"certificate {g['certificate_no']}, apply by {g['apply_by']} (service_id {message['service_id']})")
+        amount = f", {g['amount_cny']} CNY" if g.get("amount_cny") else ""
+        return (f"grant {message['service']} for {who}: {g['occupation_code']} {g['level']}{amount}, "
+                f"certificate {g['certificate_no']}, apply by {g['apply_by']}, {change} "
+                f"(service_id {message['service_id']})")
     return (f"change of {mask_ssn(message['ssn'])} v{message['version']}: {', '.join(message['changed_sections'])} "
             f"({len(message['event_ids'])} events)")
 

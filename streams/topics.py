@@ -1,7 +1,9 @@
 """The topics of the contract (section 6), and their provisioning from one config
-(`deploy/topics.toml`): `workerfile topics` creates what is missing and verifies what
-exists (partitions, replication factor, `min.insync.replicas`, and compaction on
-`worker-files`).
+(`deploy/topics.toml`) plus the changelog topics of the stream processors' tables:
+`workerfile topics` creates what is missing and verifies what exists (partitions,
+replication factor, `min.insync.replicas`, and the cleanup policy where one is
+configured); `workerfile worker` checks that every one of them is there before it starts
+(`wait_for_topics`), and stops with the command to run when one is not.
 
 Every topic is keyed by the normalised SSN and has the same number of partitions, so a
 worker's events, state and outputs all live in the same partition number.
@@ -34,6 +36,10 @@ IDENTITY_MARKERS = "workerfile-identity-markers"
 # Internal: events whose producer keyed them by anything but the normalised SSN are
 # re-published here under the right key, so they reach the partition of their worker.
 REKEYED_EVENTS = "workerfile-rekeyed-events"
+# The tables of the stream processors whose changelog topic faust names after the
+# application id: `<app id>-<table>-changelog`, compacted, with the partitions of the
+# event topics (the markers' changelog has the fixed name IDENTITY_MARKERS, in topics.toml).
+APP_TABLES = ("worker-state",)
 
 TOPICS_TOML = Path(__file__).resolve().parents[1] / "deploy" / "topics.toml"
 
@@ -46,8 +52,15 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partitions: int | None = None) -> list[TopicSpec]:
-    """The topics of a profile (`local` or `cluster`) of deploy/topics.toml. Every topic
+def changelog_topic(app_id: str, table: str) -> str:
+    """The name faust gives the changelog topic of a table of the application `app_id`."""
+    return f"{app_id}-{table}-changelog"
+
+
+def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partitions: int | None = None,
+                     app_id: str | None = None) -> list[TopicSpec]:
+    """The topics of a profile (`local` or `cluster`) of deploy/topics.toml and, with
+    `app_id`, the changelog topics of that application's tables (APP_TABLES). Every topic
     gets the profile's config (`min.insync.replicas`), under its own."""
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
@@ -61,6 +74,12 @@ def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partition
             replication=topic.get("replication", prof["replication"]),
             config=config,
         ))
+    if app_id:
+        specs += [TopicSpec(name=changelog_topic(app_id, table), partitions=partitions or prof["partitions"],
+                            replication=prof["replication"],
+                            config={**{k: str(v) for k, v in prof.get("config", {}).items()},
+                                    "cleanup.policy": "compact"})
+                  for table in APP_TABLES]
     return specs
 
 
@@ -121,3 +140,75 @@ def _wait_for_leaders(admin, names: list[str], timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"topics have no partition leaders after {timeout} s")
         time.sleep(0.2)
+
+
+class TopicsNotReady(RuntimeError):
+    """Topics the stream processors need are missing or differ from their spec; `missing`:
+    the names of those missing (waiting may help), `problems`: every problem, one line each."""
+
+    def __init__(self, problems: list[str], missing: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+        self.missing = missing
+
+
+def topic_problems(admin, specs: list[TopicSpec]) -> tuple[list[str], list[str]]:
+    """What is wrong with the topics of `specs` on the cluster of `admin` (a kafka-python
+    KafkaAdminClient): (problems, names of the missing or leaderless topics). A metadata
+    request only: nothing is created (no auto-creation either)."""
+    from kafka.errors import for_code
+
+    described = {t["name"]: t for t in admin.describe_topics([s.name for s in specs])}
+    problems, pending = [], []
+    for s in specs:
+        topic = described.get(s.name)
+        error = for_code(topic["error_code"]).__name__ if topic and topic["error_code"] else None
+        if topic is None or error == "UnknownTopicOrPartitionError":
+            problems.append(f"{s.name} is missing")
+            pending.append(s.name)
+        elif error == "TopicAuthorizationFailedError":
+            problems.append(f"{s.name}: not authorized to describe it (the login's ACLs: deploy/security/parties.toml)")
+        elif error:
+            problems.append(f"{s.name}: {error}")
+            pending.append(s.name)
+        elif len(topic["partitions"]) != s.partitions:
+            problems.append(f"{s.name} has {len(topic['partitions'])} partitions, expected {s.partitions}")
+        elif not all(p["leader_id"] >= 0 for p in topic["partitions"]):
+            problems.append(f"{s.name} has partitions without a leader")
+            pending.append(s.name)
+    return problems, pending
+
+
+def wait_for_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurity | None = None,
+                    timeout: float = 60.0, interval: float = 1.0, on_wait=None) -> None:
+    """Return once every topic of `specs` exists with its partitions, each with a leader;
+    wait up to `timeout` seconds for missing ones (another process may be creating them:
+    `on_wait(missing names)` is called once when waiting starts). Raises TopicsNotReady at
+    once when a topic has other partitions or may not be described (waiting does not help),
+    and after `timeout` when topics are still missing."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="workerfile-worker-topics",
+                             **or_env(security).kafka_python())
+    try:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            problems, pending = topic_problems(admin, specs)
+            if not problems:
+                return
+            if len(pending) < len(problems) or time.monotonic() >= deadline:
+                raise TopicsNotReady(problems, pending)
+            if not waited and on_wait is not None:
+                on_wait(pending)
+            waited = True
+            time.sleep(interval)
+    finally:
+        admin.close()
+
+
+def provision(bootstrap: str, app_id: str | None = None, partitions: int | None = None,
+              security: KafkaSecurity | None = None, profile: str = "local") -> list[str]:
+    """What `workerfile topics --app-id APP_ID` does: every topic of deploy/topics.toml and
+    the changelog topics of the application's tables, created or verified."""
+    return ensure_topics(bootstrap, load_topic_specs(profile, partitions=partitions, app_id=app_id), security)

@@ -31,6 +31,7 @@ AGENCY = make_org_code("91310115MA1K3XY10")
 SCHOOL = make_org_code("52440300MJL000001")
 SCHOOL_2 = make_org_code("52440300MJL000002")
 BUREAU = make_org_code("11440300007542610")
+BUREAU_2 = make_org_code("11310000002421420")  # a second social-insurance bureau (another province)
 EVALUATOR = make_org_code("12440300455755678")
 
 OCC = "6-18-01-01"
@@ -58,6 +59,12 @@ DEFAULT_PAYLOADS: dict[str, dict] = {
     "certificate.revoked": {"certificate_no": "S0001", "revoked_on": "2024-01-01"},
     "honor.awarded": {"title": "city_craftsman", "awarded_on": "2024-05-01"},
     "event.retracted": {"event_id": "set-me"},
+    "service.claimed": {"service_id": "00000000-0000-5000-8000-000000000000", "claimed_on": "2024-06-01",
+                        "region": "440305"},
+    "service.decided": {"service_id": "00000000-0000-5000-8000-000000000000", "decision": "approved",
+                        "decided_on": "2024-06-15"},
+    "service.paid": {"service_id": "00000000-0000-5000-8000-000000000000", "paid_on": "2024-07-01",
+                     "amount_cny": 1000},
 }
 
 _ids = itertools.count(1)

@@ -62,9 +62,12 @@ def cmd_fold(args: argparse.Namespace) -> int:
     from processors.batch import fold_lines
     from processors.organisations import DEVELOPMENT_MODE, OrganisationsError, load_organisations
 
+    from processors.services import ServiceRulesError, load_service_rules
+
     try:
         organisations = load_organisations(args.organisations)
-    except OrganisationsError as err:
+        rules = load_service_rules(args.services)
+    except (OrganisationsError, ServiceRulesError) as err:
         print(f"workerfile fold: {err}", file=sys.stderr)
         return 2
     if organisations is None:
@@ -80,7 +83,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
     rejects_path = Path(args.rejects) if args.rejects else (
         Path("rejects.jsonl") if args.events == "-" else Path(args.events + ".rejects.jsonl"))
     with source:
-        batch = fold_lines(source, file=name, organisations=organisations)
+        batch = fold_lines(source, file=name, organisations=organisations, rules=rules)
     out = sys.stdout.buffer
     for file in batch.files():
         out.write(orjson.dumps(file) + b"\n")
@@ -113,7 +116,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    """Create missing topics and verify existing ones, from deploy/topics.toml."""
+    """Create missing topics and verify existing ones: those of deploy/topics.toml and the
+    changelog topics of the tables of the application id."""
     from kafka.errors import KafkaError
 
     from streams.topics import ensure_topics, load_topic_specs
@@ -121,8 +125,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
     security = kafka_security(args, "topics")
     if security is None:
         return 2
+    specs = load_topic_specs(args.profile, partitions=args.partitions, app_id=args.app_id)
     try:
-        for line in ensure_topics(args.broker, load_topic_specs(args.profile, partitions=args.partitions), security):
+        for line in ensure_topics(args.broker, specs, security):
             print(line)
     except RuntimeError as err:
         print(f"workerfile topics: {err}", file=sys.stderr)
@@ -138,6 +143,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from processors.organisations import OrganisationsError
+    from processors.services import ServiceRulesError
     from streams.app import create_app
     from streams.settings import StreamSettings
 
@@ -146,15 +152,53 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
                                        partitions=args.partitions, web_port=args.web_port, kafka=security)
+    problem = topics_not_ready(settings)
+    if problem:
+        print(f"workerfile worker: {problem}", file=sys.stderr)
+        return 2
     try:
         app = create_app(settings)
-    except OrganisationsError as err:  # WORKERFILE_ORGANISATIONS names a file that is not a valid registry
+    except (OrganisationsError, ServiceRulesError) as err:  # WORKERFILE_ORGANISATIONS / _SERVICES not valid
         print(f"workerfile worker: {err}", file=sys.stderr)
         return 2
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.spinner = None  # its handler sets the root logger to DEBUG: every library log record is built for nothing
     worker.execute_from_commandline()
     return 0
+
+
+def topics_not_ready(settings) -> str | None:
+    """None once every topic the worker uses and every changelog of its tables exists with
+    the worker's partitions (waiting up to settings.topics_wait s for missing ones); else
+    why not, with the command that creates them. Before faust starts: a changelog that
+    faust created itself while the first worker of an application id joined its group
+    could be missing from the group's metadata, and its table then failed every write."""
+    from kafka.errors import KafkaError
+
+    from streams.topics import TopicsNotReady, load_topic_specs, wait_for_topics
+
+    specs = load_topic_specs(partitions=settings.partitions, app_id=settings.app_id)
+    command = (f"workerfile topics --broker {settings.broker} --app-id {settings.app_id} "
+               f"--partitions {settings.partitions}")
+    if settings.kafka.sasl:
+        command += " (logged in as the admin user)"
+
+    def waiting(missing: list[str]) -> None:
+        print(f"workerfile worker: waiting up to {settings.topics_wait:.0f} s for {len(missing)} missing topic(s): "
+              f"{', '.join(missing)} (`{command}` creates them)", file=sys.stderr, flush=True)
+
+    try:
+        wait_for_topics(settings.broker, specs, settings.kafka, timeout=settings.topics_wait, on_wait=waiting)
+    except TopicsNotReady as err:
+        if err.missing and len(err.missing) == len(err.problems):
+            return (f"topics missing after {settings.topics_wait:.0f} s: {', '.join(err.missing)}. "
+                    f"Create them with `{command}`, then start the worker again")
+        return (f"the topics do not fit this worker: {'; '.join(err.problems)}. The worker's partitions "
+                f"(--partitions, WORKERFILE_PARTITIONS: {settings.partitions}) must be those of every topic"
+                + (f"; the missing ones are created by `{command}`" if err.missing else ""))
+    except KafkaError as err:  # unreachable, login refused
+        return f"cannot check the topics on {settings.broker}: {type(err).__name__}: {err}{_login_hint(settings.kafka, err)}"
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -267,7 +311,7 @@ def cmd_stats_show(args: argparse.Namespace) -> int:
 def cmd_stats_follow(args: argparse.Namespace) -> int:
     """Keep the stats store up to date from worker-files (offsets stored with the totals)."""
     from sinks.runner import SinkError
-    from sinks.stats import follow
+    from sinks.stats import StatsStoreOutdated, follow
 
     security = kafka_security(args, "stats follow")
     if security is None:
@@ -282,6 +326,9 @@ def cmd_stats_follow(args: argparse.Namespace) -> int:
         except SinkError as err:
             print(f"workerfile stats follow: stopped: {err}", file=sys.stderr)
             return 2
+        except StatsStoreOutdated as err:
+            print(f"workerfile stats follow: {err}", file=sys.stderr)
+            return 1
         except Exception as err:  # the broker unreachable, the database gone
             print(f"workerfile stats follow: failed: {type(err).__name__}: {err}{_login_hint(security, err)}",
                   file=sys.stderr)
@@ -296,7 +343,8 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from sinks.stats import open_stats_store
+    from processors import stats as st
+    from sinks.stats import StatsStoreOutdated, open_stats_store
     from sinks.stats_web import Follower, make_server, serve_in_thread
 
     security = kafka_security(args, "stats serve") if args.follow else None
@@ -305,6 +353,13 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     store = _stats_open(args, "serve")
     if store is None:
         return 1
+    if args.follow and store.definitions != st.DEFINITIONS:
+        try:
+            store.check_definitions()
+        except StatsStoreOutdated as err:
+            print(f"workerfile stats serve --follow: {err}", file=sys.stderr)
+            store.close()
+            return 1
     try:
         server = make_server(store, args.host, args.port, min_cell=args.min_cell, group=args.group)
     except OSError as err:
@@ -523,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     fold.add_argument("--organisations", metavar="FILE", default=None,
                       help="the organisation registry (TOML): an event whose source lacks the role for it is "
                            "rejected unauthorized_source; without it sources are not checked (development mode)")
+    fold.add_argument("--services", metavar="FILE", default=None,
+                      help="the subsidy's parameters (default: deploy/services.toml, else the contract's defaults)")
     fold.set_defaults(func=cmd_fold)
     gen = sub.add_parser("generate", help="print a generated population of careers as JSON lines")
     gen.add_argument("--workers", type=int, default=100)
@@ -540,9 +597,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="partitions of every topic (default: deploy/topics.toml, env WORKERFILE_PARTITIONS)")
         kafka_options(p)
 
-    topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml")
+    topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml and the changelog "
+                                           "topics of the application id's tables")
     broker_options(topics)
     topics.add_argument("--profile", default="local", choices=("local", "cluster"))
+    topics.add_argument("--app-id", default=os.environ.get("WORKERFILE_APP_ID", "workerfile"),
+                        help="the stream processors' application id whose changelog topics to create "
+                             "(default workerfile, env WORKERFILE_APP_ID)")
     topics.set_defaults(func=cmd_topics)
     worker = sub.add_parser("worker", help="run the stream processors (faust worker)")
     broker_options(worker)

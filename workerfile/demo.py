@@ -26,10 +26,11 @@ from streams.local_kafka import LocalKafka
 from streams.producer import EventProducer, InvalidEvent
 from streams.reader import latest_files, read_topic
 from streams.runner import WorkerProcess
-from streams.topics import ensure_topics, load_topic_specs
+from streams.topics import provision
 from workerfile.population import generate_population, population_registry
 
 PARTITIONS = 4
+APP_ID = "workerfile-demo"
 
 
 def say(text: str) -> None:
@@ -67,8 +68,8 @@ def run_demo(workers: int = 200, seed: int = 7, keep: bool = False, data_dir: st
     worker = None
     try:
         say(f"    broker at {kafka.bootstrap}")
-        say("2/5 creating topics from deploy/topics.toml ...")
-        for line in ensure_topics(kafka.bootstrap, load_topic_specs("local", partitions=PARTITIONS)):
+        say("2/5 creating topics from deploy/topics.toml and the worker's changelog topics ...")
+        for line in provision(kafka.bootstrap, APP_ID, PARTITIONS):
             say(f"    {line}")
         registry_path = base / "organisations.toml"
         registry_text = registry_toml(population_registry(seed))
@@ -76,7 +77,7 @@ def run_demo(workers: int = 200, seed: int = 7, keep: bool = False, data_dir: st
         organisations = parse_organisations(registry_text, str(registry_path))
         say(f"3/5 starting a stream worker (sources checked against {len(organisations)} organisations "
             f"of {registry_path.name}) ...")
-        worker = WorkerProcess(kafka.bootstrap, "workerfile-demo", base / "worker", partitions=PARTITIONS,
+        worker = WorkerProcess(kafka.bootstrap, APP_ID, base / "worker", partitions=PARTITIONS,
                                loglevel="warning", env={"WORKERFILE_ORGANISATIONS": str(registry_path)}).start()
         items = generate_population(workers, seed=seed)
         say(f"4/5 publishing {len(items)} events for {workers} workers ...")
@@ -86,7 +87,7 @@ def run_demo(workers: int = 200, seed: int = 7, keep: bool = False, data_dir: st
         say("5/5 waiting for every file (checked against the offline fold) ...")
         deadline = time.monotonic() + timeout
         while True:
-            files = latest_files(kafka.bootstrap)
+            files = latest_files(kafka.bootstrap, versions=False)
             done = sum(1 for ssn, f in expected.items() if files.get(ssn) == f)
             say(f"    {done}/{len(expected)} files up to date")
             if done == len(expected):

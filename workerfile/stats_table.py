@@ -53,6 +53,9 @@ def render(data: dict, cells: int = 30) -> str:
     source = (f"source {meta.get('topic', 'worker-files')}"
               + (f", group {meta['group']}" if meta.get("group") else "")
               + (f", updated {meta['updated_at']}" if meta.get("updated_at") else ""))
+    if meta.get("definitions") not in (None, meta.get("definitions_current")):
+        source += (f"\n! counted with definitions {meta['definitions']}, this version counts with "
+                   f"{meta['definitions_current']}: rebuild into a fresh database (docs/statistics.md)")
     parts.append(f"{head}\n{source}")
 
     c, d, s, t = data["contracts"], data["dispatch"], data["subsidy"], data["training"]
@@ -100,6 +103,46 @@ def render(data: dict, cells: int = 30) -> str:
     parts.append(table("技能提升补贴 Skill-upgrade subsidy grants", ["等级 Level", "笔数 Grants"],
                        [[f"{r['name_zh']} {r['name_en']}", num(r["grants"])] for r in s["by_level"]],
                        note=f"合计 total: {num(s['grants'])} grants to {num(s['workers'])} workers"))
+    if "stages" in s:
+        parts.append(table("技能提升补贴：申请与发放 Subsidy from grant to payment",
+                           ["环节 Stage", "笔数 Grants", "金额 Amount (CNY)"],
+                           [[f"{r['name_zh']} {r['name_en']}", num(r["grants"]), yuan(r["amount_cny"])]
+                            for r in s["stages"]],
+                           note=f"重复申请已驳回 double claims refused: {num(s['double_claims_refused'])}"))
+        parts.append(table("技能提升补贴（按状态） Subsidy grants by status", ["状态 Status", "笔数 Grants"],
+                           [[f"{r['name_zh']} {r['name_en']}", num(r["grants"])] for r in s["by_status"]]))
+        stage_headers = ["资格 Offered", "金额 CNY", "申请 Claimed", "金额 CNY", "发放 Paid", "金额 CNY"]
+
+        def stage_cells(r: dict) -> list[str]:
+            return [x for stage in ("offered", "claimed", "paid") for x in (num(r[stage]), yuan(r[stage + "_cny"]))]
+
+        parts.append(table("技能提升补贴（按省份） Subsidy by province (the worker's)",
+                           ["省份 Province", "代码 Code", *stage_headers, "重复申请 Double claims"],
+                           [[f"{r['name_zh']} {r['name_en']}", r["province"], *stage_cells(r),
+                             num(r["double_claims_refused"])] for r in s["by_province"]]))
+        parts.append(table("技能提升补贴（按省份和等级） Subsidy by province and level",
+                           ["省份 Province", "等级 Level", *stage_headers],
+                           [[r["province_name_zh"], f"{r['level_name_zh']} {r['level_name_en']}", *stage_cells(r)]
+                            for r in s["by_province_level"]], right=[False, False] + [True] * 6))
+    notices = data.get("notices")
+    if notices:
+        codes = [r["code"] for r in notices["by_code"]]
+        short = {"no_written_contract": "无书面合同 No contract", "platform_without_injury_cover": "平台无职业伤害 No cover"}
+        code_headers = [short.get(c, c) for c in codes]
+        parts.append(table("待处理提醒 Open notices", ["提醒 Notice", "件数 Open"],
+                           [[f"{r['name_zh']} {r['name_en']}", num(r["open"])] for r in notices["by_code"]],
+                           note=f"合计 total: {num(notices['open'])} open notices of {num(notices['workers'])} workers"))
+        parts.append(table("待处理提醒（按省份） Open notices by province (of the job)",
+                           ["省份 Province", "代码 Code", "件数 Open", *code_headers],
+                           [[f"{r['name_zh']} {r['name_en']}", r["province"], num(r["open"]),
+                             *(num(r[c]) for c in codes)] for r in notices["by_province"]]))
+        more = len(notices["by_employer"]) - cells
+        parts.append(table("待处理提醒（按用工单位） Open notices by employer", ["用工单位 Employer", "件数 Open",
+                                                                          *code_headers],
+                           [[r["employer"], num(r["open"]), *(num(r[c]) for c in codes)]
+                            for r in notices["by_employer"][:cells]],
+                           right=[False] + [True] * (1 + len(codes)),
+                           note=f"{more} more employers not shown" if more > 0 else None))
 
     wages = data["wages"]
     labels = {"cell": "职业×等级×省份 occupation × level × province", "occupation_level": "职业×等级 occupation × level",

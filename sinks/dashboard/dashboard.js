@@ -406,6 +406,114 @@
     }), {row: 30, left: 130, right: 120});
   }
 
+  /* A table of rows [{key, cells: [text | {text, en, num}], attrs}] with data-key on each row. */
+  function listTable(box, headers, rows, total) {
+    var table = add(box, html("table", {"class": "list"}));
+    var head = add(table, html("tr"));
+    headers.forEach(function (t, i) { add(head, html("th", i ? {style: "text-align:right"} : {}, t)); });
+    rows.concat(total ? [total] : []).forEach(function (r, n) {
+      var tr = add(table, html("tr", n === rows.length ? {"class": "total"} : {}));
+      if (r.key !== undefined) datum(tr, r.key, r.value);
+      for (var a in r.attrs || {}) tr.setAttribute(a, r.attrs[a]);
+      r.cells.forEach(function (c, i) {
+        var cell = typeof c === "object" ? c : {text: c};
+        var td = add(tr, html("td", {"class": i ? "num" : (cell.code ? "code" : "")}, cell.text));
+        if (cell.en) add(td, html("span", {"class": "en"}, cell.en));
+      });
+    });
+    return table;
+  }
+
+  var STAGES = ["offered", "claimed", "paid"];
+  function stageAttrs(r) {
+    var out = {};
+    STAGES.forEach(function (s) { out["data-" + s] = r[s]; out["data-" + s + "-cny"] = r[s + "_cny"]; });
+    return out;
+  }
+  function stageCells(r) {
+    var out = [];
+    STAGES.forEach(function (s) { out.push(fmt(r[s])); out.push(yuan(r[s + "_cny"])); });
+    return out;
+  }
+  var STAGE_HEADERS = ["资格 Offered", "金额 CNY", "申请 Claimed", "金额 CNY", "发放 Paid", "金额 CNY"];
+
+  function renderSubsidyHandling(data) {
+    var s = data.subsidy;
+    var colors = {offered: "#d4a017", claimed: "#2f6db5", paid: "#3c8d5a"};
+    hbars("chart-subsidy-stages", "subsidy_stages", s.stages.map(function (d) {
+      return {key: d.stage, zh: d.name_zh, en: d.name_en, value: d.grants, color: colors[d.stage],
+              label: fmt(d.grants) + " 笔 · " + yuan(d.amount_cny),
+              tip: d.name_zh + " " + d.name_en + ": " + fmt(d.grants) + " 笔 grants, " + yuan(d.amount_cny)};
+    }), {row: 34, left: 110, right: 170});
+    document.querySelectorAll("#chart-subsidy-stages .datum").forEach(function (g, i) {
+      g.setAttribute("data-amount", s.stages[i].amount_cny);
+    });
+    var box = chartBox("chart-subsidy-status", "subsidy_status");
+    var line = add(box, html("div", {"class": "stat-line"}));
+    s.by_status.forEach(function (d) {
+      var item = datum(add(line, html("div", {"class": "item"})), d.status, d.grants);
+      add(item, html("div", {"class": "big"}, fmt(d.grants)));
+      add(item, html("div", {"class": "hint"}, d.name_zh + " " + d.name_en));
+    });
+    var dbl = datum(add(line, html("div", {"class": "item"})), "double_claims_refused", s.double_claims_refused);
+    add(dbl, html("div", {"class": "big"}, fmt(s.double_claims_refused)));
+    add(dbl, html("div", {"class": "hint"}, "重复申请已驳回 Double claims refused"));
+    add(box, html("div", {"class": "legend"}, "资格 = 档案中的全部补贴资格；申请 = 有有效申请（含已批准、未获批准、已发放）；" +
+        "发放 = 已足额发放，金额为实际发放额 · offered = every grant on file; claimed = with a winning claim; " +
+        "paid = paid in full (amount actually paid)"));
+
+    var pbox = chartBox("chart-subsidy-provinces", "subsidy_provinces");
+    if (!s.by_province.length) { add(pbox, html("div", {"class": "empty"}, "暂无 None yet")); }
+    else {
+      listTable(pbox, ["省份 Province"].concat(STAGE_HEADERS, ["重复申请 Double claims"]), s.by_province.map(function (r) {
+        var attrs = stageAttrs(r); attrs["data-double"] = r.double_claims_refused;
+        return {key: r.province, value: r.offered, attrs: attrs,
+                cells: [{text: r.name_zh, en: r.name_en}].concat(stageCells(r), [fmt(r.double_claims_refused)])};
+      }));
+    }
+    var cbox = chartBox("chart-subsidy-cells", "subsidy_cells");
+    if (!s.by_province_level.length) { add(cbox, html("div", {"class": "empty"}, "暂无 None yet")); return; }
+    listTable(cbox, ["省份 · 等级 Province · level"].concat(STAGE_HEADERS), s.by_province_level.map(function (r) {
+      return {key: r.province + "|" + r.level, value: r.offered, attrs: stageAttrs(r),
+              cells: [{text: r.province_name_zh + " · " + r.level_name_zh, en: r.province_name_en + " · " + r.level_name_en}]
+                .concat(stageCells(r))};
+    }));
+  }
+
+  function renderNotices(data) {
+    var n = data.notices;
+    var codes = n.by_code.map(function (c) { return c.code; });
+    var box = chartBox("chart-notices-codes", "notices_codes");
+    var line = add(box, html("div", {"class": "stat-line"}));
+    var all = datum(add(line, html("div", {"class": "item"})), "open", n.open);
+    add(all, html("div", {"class": "big"}, fmt(n.open)));
+    add(all, html("div", {"class": "hint"}, "待处理提醒 open notices · " + fmt(n.workers) + " 人 workers"));
+    n.by_code.forEach(function (c) {
+      var item = datum(add(line, html("div", {"class": "item"})), c.code, c.open);
+      add(item, html("div", {"class": "big"}, fmt(c.open)));
+      add(item, html("div", {"class": "hint"}, c.name_zh + " " + c.name_en));
+    });
+    var headers = n.by_code.map(function (c) { return c.name_zh; });
+    function attrs(r) {
+      var out = {}; codes.forEach(function (c) { out["data-" + c.replace(/_/g, "-")] = r[c]; }); return out;
+    }
+    var pbox = chartBox("chart-notices-provinces", "notices_provinces");
+    if (!n.by_province.length) { add(pbox, html("div", {"class": "empty"}, "✓ 暂无待处理提醒 No open notices")); }
+    else {
+      listTable(pbox, ["省份 Province", "件数 Open"].concat(headers), n.by_province.map(function (r) {
+        return {key: r.province, value: r.open, attrs: attrs(r),
+                cells: [{text: r.name_zh, en: r.name_en}, fmt(r.open)].concat(codes.map(function (c) { return fmt(r[c]); }))};
+      }));
+    }
+    var ebox = chartBox("chart-notices-employers", "notices_employers");
+    if (!n.by_employer.length) { add(ebox, html("div", {"class": "empty"}, "✓ 暂无待处理提醒 No open notices")); return; }
+    listTable(ebox, ["用工单位 Employer (USCC)", "件数 Open"].concat(headers), n.by_employer.slice(0, 15).map(function (r) {
+      return {key: r.employer, value: r.open, attrs: attrs(r),
+              cells: [{text: r.employer, code: true}, fmt(r.open)].concat(codes.map(function (c) { return fmt(r[c]); }))};
+    }));
+    if (n.by_employer.length > 15) add(ebox, html("div", {"class": "hint"}, "另有 " + (n.by_employer.length - 15) + " 家 more"));
+  }
+
   // --- loading ------------------------------------------------------------------------------------
   function render(data) {
     var meta = data.meta || {};
@@ -424,7 +532,13 @@
     renderContracts(data);
     renderDispatch(data);
     renderSubsidy(data);
-    document.getElementById("error").hidden = true;
+    renderSubsidyHandling(data);
+    renderNotices(data);
+    var error = document.getElementById("error");
+    error.hidden = meta.definitions === undefined || meta.definitions === meta.definitions_current;
+    error.textContent = error.hidden ? "" : "统计库按旧口径（第 " + meta.definitions + " 版）计算，请重建 — " +
+      "this database was counted with definitions " + meta.definitions + " (current " + meta.definitions_current +
+      "): rebuild it into a fresh database (docs/statistics.md)";
     document.getElementById("live").className = "live";
     document.getElementById("live-text").textContent = "实时 Live";
     document.body.setAttribute("data-workers", String(data.workers));

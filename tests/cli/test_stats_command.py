@@ -98,6 +98,52 @@ def test_the_table_shows_every_figure(db, files):
     assert f"{fig['wages']['scopes']['cell']['suppressed_cells']} cells suppressed (fewer than 10 workers)" in out
 
 
+@pytest.fixture(scope="module")
+def handled(tmp_path_factory) -> tuple[str, list[dict]]:
+    """A store of 60 generated workers whose grants bureaus claimed, decided and paid
+    (some claimed twice), and their files."""
+    from tests.services_population import service_events
+
+    lines = [i.encode() if isinstance(i, str) else orjson.dumps(i) for i in generate_population(60, seed=13)]
+    events = service_events(fold_lines(lines).files(), double_every=3)
+    files = fold_lines(lines + [orjson.dumps(e) for e in events]).files()
+    path = str(tmp_path_factory.mktemp("stats") / "handled.sqlite3")
+    with open_stats_store("sqlite", path) as store:
+        store.apply([FileChange(f["ssn"], n, f) for n, f in enumerate(files)], {0: len(files)})
+    return path, files
+
+
+def test_the_table_shows_the_subsidy_from_grant_to_payment_and_the_notices(handled):
+    db, files = handled
+    done = run("stats", "show", "--db", db)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    fig = st.figures(st.recount(files))
+    s, notices = fig["subsidy"], fig["notices"]
+    assert all(r["grants"] for r in s["stages"]) and s["double_claims_refused"] > 0 and notices["open"] > 0
+    stages = {r[0]: r[1:] for r in rows_of(out, "Subsidy from grant to payment")[:-1]}
+    assert stages == {f"{r['name_zh']} {r['name_en']}": [f"{r['grants']:,}", f"¥{r['amount_cny']:,}"]
+                      for r in s["stages"]}
+    assert f"重复申请已驳回 double claims refused: {s['double_claims_refused']}" in out
+    assert {r[0]: int(r[1]) for r in rows_of(out, "Subsidy grants by status")} == {
+        f"{r['name_zh']} {r['name_en']}": r["grants"] for r in s["by_status"]}
+    provinces = {r[1]: r[2:] for r in rows_of(out, "Subsidy by province (the worker's)")}
+    assert provinces == {r["province"]: [f"{r['offered']:,}", f"¥{r['offered_cny']:,}", f"{r['claimed']:,}",
+                                         f"¥{r['claimed_cny']:,}", f"{r['paid']:,}", f"¥{r['paid_cny']:,}",
+                                         f"{r['double_claims_refused']:,}"] for r in s["by_province"]}
+    cells = rows_of(out, "Subsidy by province and level")
+    assert [(c[0], c[2], c[6]) for c in cells] == [(r["province_name_zh"], f"{r['offered']:,}", f"{r['paid']:,}")
+                                                   for r in s["by_province_level"]]
+    assert {r[1]: int(r[2]) for r in rows_of(out, "Open notices by province (of the job)")} == {
+        r["province"]: r["open"] for r in notices["by_province"]}
+    assert [(r[0], int(r[1])) for r in rows_of(out, "Open notices by employer")] == [
+        (r["employer"], r["open"]) for r in notices["by_employer"][:30]]
+    assert f"合计 total: {notices['open']} open notices of {notices['workers']} workers" in out
+    body = orjson.loads(run("stats", "show", "--db", db, "--json").stdout)
+    assert (body["subsidy"], body["notices"]) == (s, notices)
+    assert (body["meta"]["definitions"], body["meta"]["definitions_current"]) == (st.DEFINITIONS, st.DEFINITIONS)
+
+
 def test_the_live_store_and_the_recount_print_the_same(db, files_jsonl):
     live, recount = run("stats", "show", "--db", db), run("stats", "recount", str(files_jsonl))
     assert live.returncode == 0 and recount.returncode == 0, (live.stderr, recount.stderr)
@@ -118,6 +164,20 @@ def test_json_is_the_body_of_get_stats(db, files):
     assert lower["wages"] == st.figures(st.recount(files), min_cell=3)["wages"]
     published = lambda fig: sum(len(s["published"]) for s in fig["wages"]["scopes"].values())  # noqa: E731
     assert published(lower) > published(body)
+
+
+def test_a_store_of_older_definitions_is_not_followed(tmp_path, files):
+    path = str(tmp_path / "old.sqlite3")
+    with open_stats_store("sqlite", path) as store:
+        store.apply([FileChange(f["ssn"], n, f) for n, f in enumerate(files[:5])], {0: 5})
+        store._begin()  # as a database of before the definitions version was left
+        store._execute("DELETE FROM stats_meta")
+        store._commit()
+    for command in (["follow", "--once"], ["serve", "--follow", "--port", "0"]):
+        done = run("stats", *command, "--db", path, "--broker", "127.0.0.1:1")  # checked before any broker
+        assert done.returncode == 1 and b"definitions version 1" in done.stderr and b"rebuild" in done.stderr, done
+    shown = run("stats", "show", "--db", path)
+    assert shown.returncode == 0 and b"counted with definitions 1" in shown.stdout
 
 
 def test_bad_options_fail_clearly(tmp_path):

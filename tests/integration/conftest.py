@@ -15,7 +15,7 @@ from streams.local_cluster import LocalCluster
 from streams.local_kafka import LocalKafka
 from streams.producer import EventProducer, InvalidEvent
 from streams.runner import WorkerProcess
-from streams.topics import ensure_topics, load_topic_specs
+from streams.topics import ensure_topics, load_topic_specs, provision
 
 PARTITIONS = 4
 
@@ -47,11 +47,14 @@ def kafka_cluster():
 
 @pytest.fixture
 def workers(kafka, tmp_path):
-    """Start `workerfile worker` processes; every one is stopped at the end."""
+    """Start `workerfile worker` processes, each after the changelog topics of its
+    application id were created (as `workerfile topics --app-id` does); every one is
+    stopped at the end."""
     started: list[WorkerProcess] = []
 
     def start(app_id: str = "workerfile-test", name: str | None = None) -> WorkerProcess:
         name = name or f"w{len(started)}"
+        provision(kafka.bootstrap, app_id, PARTITIONS)
         proc = WorkerProcess(kafka.bootstrap, app_id, tmp_path / name, partitions=PARTITIONS).start()
         started.append(proc)
         return proc

@@ -281,7 +281,8 @@ def test_get_a_workers_pages(api, route):
 
 
 def test_openapi_unknown_paths_and_wrong_methods(api):
-    routes = ["/events", "/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log", "/openapi.json"]
+    routes = ["/events", "/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log", "/openapi.json",
+              "/me", "/me/file"]
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
     @FUZZ

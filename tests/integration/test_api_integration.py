@@ -115,8 +115,16 @@ def test_any_of_two_workers_answers_for_any_worker(kafka, tmp_path, request, acc
     expected = {f["ssn"]: f for f in fold_lines([orjson.dumps(i) for i in items]).files()}
     for ssn, file in expected.items():
         for proc in (first, second):
-            wait_for(lambda: call("GET", f"{proc.base_url}/workers/{ssn}")[1] == file, 120,
+            wait_for(lambda: call("GET", f"{proc.base_url}/workers/{ssn}")[1] == file, 240,  # two workers rebalancing
                      what="the file from either worker")
+    # the access log too, asked once of each (no waiting): every read on worker-access-log
+    # up to the request, so the second answer is the first plus the first's own read
+    for ssn in expected:
+        status, one = call("GET", f"{first.base_url}/workers/{ssn}/access-log")
+        assert status == 200 and sum(e["action"] == "read_file" for e in one["entries"]) >= 2
+        status, two = call("GET", f"{second.base_url}/workers/{ssn}/access-log")
+        assert status == 200 and two["entries"][:-1] == one["entries"]
+        assert two["entries"][-1]["action"] == "read_access_log"
 
 
 def test_nothing_answered_202_is_lost_when_the_broker_is_briefly_down(tmp_path, request, access, call):

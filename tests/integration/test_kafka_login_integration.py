@@ -3,7 +3,7 @@ logs in as its party (streams/kafka_security.py) and can do what parties.toml al
 
 One secured broker (conftest.secured_kafka: SASL/SCRAM-SHA-512, ACLs per party), one
 stream worker, a handful of workers' careers:
-- `workerfile topics` as admin creates the topics (a party may not);
+- `workerfile topics` as admin creates the topics, the worker's changelog too (a party may not);
 - `workerfile emit` as each source party sends its own events; the training party's
   employment events are refused with a clear error, a non-zero exit and nothing written;
 - `workerfile worker` as user "workerfile" folds them and publishes the files and grants;
@@ -88,7 +88,7 @@ def population(tmp_path_factory):
 @pytest.fixture(scope="module")
 def topics(secured_kafka):
     """`workerfile topics` as admin (the Java client properties of acls.py --secrets)."""
-    result = workerfile("topics", "--broker", secured_kafka.bootstrap, "--partitions", "1",
+    result = workerfile("topics", "--broker", secured_kafka.bootstrap, "--partitions", "1", "--app-id", APP_ID,
                         "--kafka-config", str(secured_kafka.properties_file("admin")))
     assert result.returncode == 0, result.stderr
     return result
@@ -145,7 +145,7 @@ def published(secured_kafka, worker, population):
     """Waits until the worker has published every file and every grant (read as admin)."""
     admin = as_admin(secured_kafka)
     try:
-        wait_for(lambda: latest_files(secured_kafka.bootstrap, security=admin) == population["files"], CONVERGE,
+        wait_for(lambda: latest_files(secured_kafka.bootstrap, security=admin, versions=False) == population["files"], CONVERGE,
                  interval=2, what="every worker's file on worker-files")
         wait_for(lambda: len(decoded(secured_kafka.bootstrap, "worker-services", security=admin))
                  >= population["grants"], 60, what="the grants on worker-services")
@@ -158,9 +158,9 @@ def published(secured_kafka, worker, population):
 
 def test_topics_are_created_by_admin_and_not_by_a_party(secured_kafka, topics):
     with open(ROOT / "deploy" / "topics.toml", "rb") as f:
-        names = list(tomllib.load(f)["topics"])
+        names = list(tomllib.load(f)["topics"]) + [f"{APP_ID}-worker-state-changelog"]  # and the worker's table's
     assert topics.stdout.splitlines() == [f"created {name} (1 partitions)" for name in names]
-    again = workerfile("topics", "--broker", secured_kafka.bootstrap, "--partitions", "1",
+    again = workerfile("topics", "--broker", secured_kafka.bootstrap, "--partitions", "1", "--app-id", APP_ID,
                        env={"WORKERFILE_KAFKA_CONFIG": str(secured_kafka.properties_file("admin"))})
     assert again.returncode == 0 and again.stdout.splitlines() == [f"verified {n} (1 partitions)" for n in names]
     # a party sees only its own topics: it would have to create the others, and may not
@@ -241,6 +241,7 @@ def test_the_operators_sinks_read_worker_files(secured_kafka, published, populat
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(db) as conn:
         rows = {ssn: json.loads(document) for ssn, document in conn.execute("select ssn, document from worker_files")}
+    assert all(isinstance(row.pop("version"), int) for row in rows.values())  # the published file's change version
     assert rows == expected
     stats_db = tmp_path / "stats.sqlite3"
     follow = workerfile("stats", "follow", "--once", "--db", str(stats_db), "--broker", kafka.bootstrap,

@@ -32,7 +32,10 @@ def latest(bootstrap: str, topic: str) -> dict[str, bytes | None]:
 
 
 def files_on_topic(bootstrap: str) -> dict[str, dict | None]:
-    return {k: (codec.decode(v)[1] if v is not None else None) for k, v in latest(bootstrap, "worker-files").items()}
+    """The latest record of each key on worker-files: None for a tombstone, else the file
+    as the offline fold derives it (without the version of the change that published it)."""
+    files = {k: (codec.decode(v)[1] if v is not None else None) for k, v in latest(bootstrap, "worker-files").items()}
+    return {k: f and {n: v for n, v in f.items() if n != "version"} for k, f in files.items()}
 
 
 def sink_rows(bootstrap: str, db: str) -> dict[str, dict]:

@@ -13,6 +13,7 @@ from processors.organisations import parse_organisations, registry_toml
 from streams.local_kafka import free_ports
 from streams.reader import latest_files, read_topic
 from streams.runner import WorkerProcess, wait_for
+from streams.topics import provision
 from streams import codec
 from tests.integration.api_access import Access, _answers, call
 from tests.integration.conftest import PARTITIONS, as_line, publish
@@ -34,6 +35,7 @@ def test_the_worker_checks_sources_on_kafka_and_over_http(kafka, tmp_path):
     access = Access(tmp_path / "access")
     access.add("school", "training_institution", org=school["source"])
     [port] = free_ports(1)
+    provision(kafka.bootstrap, "workerfile-orgs", PARTITIONS)
     proc = WorkerProcess(kafka.bootstrap, "workerfile-orgs", tmp_path / "w", partitions=PARTITIONS, web_port=port,
                          env={**access.env, "WORKERFILE_ORGANISATIONS": str(registry_path)}).start()
     try:
@@ -48,7 +50,7 @@ def test_the_worker_checks_sources_on_kafka_and_over_http(kafka, tmp_path):
         publish(kafka.bootstrap, [*items, forged])
         expected = {f["ssn"]: f for f in fold_lines([as_line(i) for i in [*items, forged]],
                                                     organisations=organisations).files()}
-        wait_for(lambda: (files := latest_files(kafka.bootstrap)) and all(files.get(s) == f for s, f in expected.items()),
+        wait_for(lambda: (files := latest_files(kafka.bootstrap, versions=False)) and all(files.get(s) == f for s, f in expected.items()),
                  180, interval=2, what="every file as the offline fold with the registry makes it")
         rejected = [codec.decode(r.value)[1] for r in read_topic(kafka.bootstrap, "rejected-events")]
         assert [(r["reason"], r["event_id"]) for r in rejected] == [("unauthorized_source", "forged-cert")]
@@ -59,6 +61,7 @@ def test_the_worker_checks_sources_on_kafka_and_over_http(kafka, tmp_path):
 
 
 def test_without_a_registry_the_worker_says_development_mode_in_its_log(kafka, tmp_path):
+    provision(kafka.bootstrap, "workerfile-dev", PARTITIONS)
     proc = WorkerProcess(kafka.bootstrap, "workerfile-dev", tmp_path / "w", partitions=PARTITIONS,
                          env={"WORKERFILE_ORGANISATIONS": ""}).start()
     try:

@@ -45,12 +45,12 @@ def stats_command(*args: str) -> list[str]:
 
 def wait_files(bootstrap: str, expected: dict[str, dict]) -> dict[str, dict]:
     def check():
-        got = latest_files(bootstrap)
+        got = latest_files(bootstrap, versions=False)
         return got if got == expected else None
     try:
         return wait_for(check, CONVERGE, interval=2, what="worker-files == offline fold")
     except TimeoutError:
-        got = latest_files(bootstrap)
+        got = latest_files(bootstrap, versions=False)
         pytest.fail(f"worker-files did not converge: {len(set(expected) - set(got))} missing, "
                     f"{sum(1 for s in expected if s in got and got[s] != expected[s])} differing")
 

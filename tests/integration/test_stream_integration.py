@@ -35,7 +35,7 @@ def with_legacy_keys(items, every: int = 7):
 
 def files_match(bootstrap: str, expected: dict[str, dict]):
     def check():
-        got = latest_files(bootstrap)
+        got = latest_files(bootstrap, versions=False)
         return got if got == expected else None
     return check
 
@@ -44,7 +44,7 @@ def assert_files_equal(bootstrap: str, expected: dict[str, dict], timeout: float
     try:
         return wait_for(files_match(bootstrap, expected), timeout, interval=2, what="worker-files == offline fold")
     except TimeoutError:
-        got = latest_files(bootstrap)
+        got = latest_files(bootstrap, versions=False)
         missing = sorted(set(expected) - set(got))
         differing = [s for s in expected if s in got and got[s] != expected[s]]
         pytest.fail(f"worker-files differs from the offline fold: {len(missing)} missing, "
@@ -52,7 +52,10 @@ def assert_files_equal(bootstrap: str, expected: dict[str, dict], timeout: float
 
 
 def grants_published(bootstrap: str) -> collections.Counter:
-    return collections.Counter(s["service_id"] for s in decoded(bootstrap, "worker-services"))
+    """How many times each grant was announced (its first service event, status_before
+    null; later events are status changes, and notices are not grants)."""
+    return collections.Counter(s["service_id"] for s in decoded(bootstrap, "worker-services")
+                               if s["service"] == "skill_upgrade_subsidy" and s["status_before"] is None)
 
 
 def expected_grant_count(expected: dict[str, dict]) -> int:
@@ -76,6 +79,11 @@ def test_end_to_end_files_equal_offline_fold(kafka, workers):
     for ssn in expected:
         versions = [c["version"] for c in changes if c["ssn"] == ssn]
         assert versions == sorted(versions) and versions[0] == 1
+    # every file published is tied to its change event by (ssn, version); the latest is the latest change
+    published = decoded(kafka.bootstrap, "worker-files")
+    assert {(f["ssn"], f["version"]) for f in published} == {(c["ssn"], c["version"]) for c in changes}
+    latest = latest_files(kafka.bootstrap)
+    assert all(latest[ssn]["version"] == max(c["version"] for c in changes if c["ssn"] == ssn) for ssn in expected)
 
 
 def test_kill_9_mid_stream_loses_nothing_and_publishes_no_grant_twice(kafka, workers):

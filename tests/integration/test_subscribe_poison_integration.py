@@ -31,7 +31,9 @@ def grant(n: int, ssn: str = SSN_A) -> dict:
     return {"service_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"grant-{n}")), "ssn": ssn,
             "service": "skill_upgrade_subsidy",
             "grant": {"certificate_no": f"S{n:04d}", "occupation_code": OCC, "level": "senior",
-                      "apply_by": "2027-01-31"}}
+                      "apply_by": "2027-01-31", "service_id": "", "amount_cny": 2000, "status": "offered",
+                      "claim": None, "decision": None, "payments": []},
+            "notice": None, "status": "offered", "status_before": None, "version": n + 1}
 
 
 def poison_values() -> dict[str, bytes | None]:

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from processors.derive import derive_file
 from processors.fold import merge_states, new_state, state_from_bytes, state_to_bytes
+from processors.services import service_id
 from tests.conftest import (
-    BUREAU, EMPLOYER_A, EMPLOYER_B, EVALUATOR, OCC, OCC_2, SCHOOL, SCHOOL_2, SSN_A, SSN_B, SSN_C, SSN_C_LEGACY,
+    BUREAU, BUREAU_2, EMPLOYER_A, EMPLOYER_B, EVALUATOR, OCC, OCC_2, SCHOOL, SCHOOL_2, SSN_A, SSN_B, SSN_C, SSN_C_LEGACY,
     fold, line,
 )
 
@@ -85,6 +86,8 @@ def payloads(kind: str) -> st.SearchStrategy[tuple[str, dict]]:
         return st.tuples(st.just(EVALUATOR), ladder | special)
     if kind == "certificate.revoked":
         return st.tuples(st.just(EVALUATOR), st.fixed_dictionaries({"certificate_no": cert_no, "revoked_on": day}))
+    if kind.startswith("service."):  # (corrections of service events: another date, the same grant)
+        return st.tuples(st.sampled_from([BUREAU, BUREAU_2]), st.just(None))
     if kind == "honor.awarded":
         return st.tuples(st.just(EVALUATOR), st.fixed_dictionaries({
             "title": st.sampled_from(["model_worker", "city_craftsman"]), "awarded_on": day}))
@@ -117,7 +120,7 @@ def careers(draw, max_base: int = 14) -> list[dict]:
     owner: dict[str, str] = {}
     for _ in range(draw(st.integers(1, max_base))):
         worker = draw(st.sampled_from(workers))
-        kind = draw(st.sampled_from(WEIGHTED_KINDS + ["run", "run", "burst"]))
+        kind = draw(st.sampled_from(WEIGHTED_KINDS + ["run", "run", "burst", "service", "service"]))
         if kind == "run":  # consecutive unemployment contributions: enough for a subsidy grant
             first = draw(st.integers(0, 3))
             for month in MONTHS[first:first + draw(st.integers(11, 13))]:
@@ -132,6 +135,26 @@ def careers(draw, max_base: int = 14) -> list[dict]:
                     "level": draw(st.sampled_from(["junior", "intermediate", "senior"])),
                     "issued_on": draw(st.sampled_from(["2023-05-20", "2024-02-29"]))}
                 owner[new("certificate.issued", worker, EVALUATOR, payload)["event_id"]] = worker
+        elif kind == "service":  # section 9: claims, decisions, payments of a grant, by two bureaus racing
+            certificates = [e["payload"] for e in events if e["type"] == "certificate.issued"
+                            and worker_of(e) == worker and e["payload"]["level"] in ("junior", "intermediate", "senior")]
+            if certificates and draw(st.integers(0, 3)):  # mostly of a certificate the worker has: a grant
+                grant = draw(st.sampled_from(certificates))
+            else:
+                grant = {"occupation_code": draw(st.sampled_from([OCC, OCC_2])),
+                         "level": draw(st.sampled_from(["junior", "intermediate", "senior"]))}
+            sid = service_id(worker, grant) if draw(st.integers(0, 5)) else "00000000-0000-5000-8000-00000000000f"
+            for sub in draw(st.lists(st.sampled_from(["service.claimed", "service.decided", "service.paid"]),
+                                     min_size=1, max_size=4)):
+                day = draw(st.sampled_from(["2023-06-01", "2024-02-29", "2024-06-01", "2025-03-01"]))
+                payload = {"service_id": sid}
+                if sub == "service.claimed":
+                    payload |= {"claimed_on": day, "region": draw(st.sampled_from(REGIONS))}
+                elif sub == "service.decided":
+                    payload |= {"decision": draw(st.sampled_from(["approved", "refused"])), "decided_on": day}
+                else:
+                    payload |= {"paid_on": day, "amount_cny": draw(st.sampled_from([500, 1000, 2000]))}
+                owner[new(sub, worker, draw(st.sampled_from([BUREAU, BUREAU_2])), payload)["event_id"]] = worker
         elif kind == "burst":  # insurance events of one scheme and month at one instant: ties
             instant = draw(st.sampled_from(INSTANTS))
             scheme, month = draw(st.sampled_from(["pension", "unemployment"])), draw(st.sampled_from(MONTHS))
@@ -152,6 +175,9 @@ def careers(draw, max_base: int = 14) -> list[dict]:
         if target["type"] == "event.retracted":
             continue
         source, payload = draw(payloads(target["type"]))
+        if payload is None:  # a service event: the target's, on another day
+            key = next(k for k in ("claimed_on", "decided_on", "paid_on") if k in target["payload"])
+            payload = {**target["payload"], key: draw(st.sampled_from(["2023-06-01", "2024-06-01", "2025-03-01"]))}
         if draw(st.integers(0, 5)) == 0:
             corrects = "missing-" + target["event_id"]
         elif draw(st.booleans()):

@@ -9,6 +9,7 @@ import uuid
 import orjson
 import pytest
 
+from processors.services import service_id
 from processors.derive import (
     add_months, changed_sections, derive_file, effective_events, new_service_events, subsidy_grants,
 )
@@ -39,7 +40,7 @@ def test_file_of_a_single_card():
     assert f["employments"] == [] and f["current_employers"] == [] and f["trainings"] == []
     assert f["training_hours"] == 0 and f["certificates"] == [] and f["highest_skill_level"] is None
     assert f["insurance"] == [] and f["honors"] == [] and f["issues"] == []
-    assert f["services"] == {"skill_upgrade_subsidy": []}
+    assert f["services"] == {"skill_upgrade_subsidy": [], "notices": []}
     assert f["applied_events"] == 1
     assert set(FILE_SECTIONS) <= set(f)
 
@@ -609,7 +610,9 @@ def grants(*events: dict) -> list[dict]:
 
 def test_twelve_months_up_to_and_including_the_month_of_issue_give_a_grant():
     g = grants(*unemployment(months("2022-06", 12)), cert(issued_on="2023-05-20"))
-    assert g == [{"certificate_no": "S0001", "occupation_code": OCC, "level": "junior", "apply_by": "2024-05-20"}]
+    assert g == [{"certificate_no": "S0001", "occupation_code": OCC, "level": "junior", "apply_by": "2024-05-20",
+                  "service_id": service_id(SSN_A, g[0]), "amount_cny": 1000, "status": "offered", "claim": None,
+                  "decision": None, "payments": []}]
 
 
 def test_eleven_months_are_not_enough():

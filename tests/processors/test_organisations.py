@@ -67,7 +67,8 @@ TABLE = {  # the contract's table: role -> the event types it may be the source 
     "training_provider": {"training.enrolled", "training.completed", "training.withdrawn"},
     "employer": {"employment.started", "employment.ended"},  # as payload.employer / dispatch_agency
     "social_insurance": {"insurance.enrolled", "insurance.contribution", "insurance.suspended",
-                         "insurance.transferred", "card.issued", "employment.started", "employment.ended"},
+                         "insurance.transferred", "card.issued", "employment.started", "employment.ended",
+                         "service.claimed", "service.decided", "service.paid"},  # section 9
     "skill_evaluator": {"certificate.issued", "certificate.revoked"},
     "honor_authority": {"honor.awarded"},
 }

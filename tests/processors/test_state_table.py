@@ -6,7 +6,8 @@ month-end event writes a few KiB whatever the history."""
 from __future__ import annotations
 
 import orjson
-from hypothesis import given
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from processors.derive import derive_file
 from processors.fold import (
@@ -86,7 +87,8 @@ def test_one_more_month_end_event_writes_a_few_kib_into_a_forty_year_career():
     writes = table_writes(state)
     written = sum(len(k) + len(v or b"") for k, v in writes)
     assert written < 4096, written
-    assert len(writes) == 3  # the head, the pension bucket of 2025, the new id
+    assert [k.decode().split("|", 1)[-1] for k, _ in writes] == [  # intent, bucket, id key, the head last
+        "w", "p|pension|2025", f"i|{late['event_id']}", SSN_A]
     after = derive_file(state)
     pension = next(p for p in after["insurance"] if p["scheme"] == "pension")
     assert (pension["months_contributed"], pension["last_contribution_month"]) == (481, "2025-01")
@@ -141,7 +143,7 @@ def test_table_keys_lists_every_key_the_state_wrote():
     assert table_keys(from_table(SSN_A, table.get)) == set(table)
 
 
-def test_an_emptied_state_deletes_every_key_but_its_head():
+def test_an_emptied_state_deletes_every_key_but_its_head_and_write_token():
     from processors.fold import emptied
     _, table = folded_career_table()
     state = emptied(from_table(SSN_A, table.get))
@@ -150,5 +152,113 @@ def test_an_emptied_state_deletes_every_key_but_its_head():
             table.pop(key)
         else:
             table[key] = value
-    assert list(table) == [SSN_A.encode()]
+    assert sorted(table) == [SSN_A.encode(), f"{SSN_A}|w".encode()]
+    assert orjson.loads(table[f"{SSN_A}|w".encode()]) == {"t": 2, "k": []}  # no copy of what was erased
     assert derive_file(from_table(SSN_A, table.get))["applied_events"] == 0
+
+
+def fold_with_crashes(events, batch: int, cuts) -> tuple[dict[str, dict], int]:
+    """`fold_through_table` where the writes of a worker's batch may stop after any
+    prefix (a process killed mid-write; `cuts` says where): the batch is then processed
+    again from the table (its offsets were not committed), as the stream does. Before
+    that, a reader of the table sees the file as it was before the torn batch."""
+    table: dict[bytes, bytes] = {}
+    ssns, torn = set(), 0
+
+    def apply(writes):
+        apply_writes(table, writes)
+
+    for i in range(0, len(events), batch):
+        chunk = [e for e in (envelope(x) for x in events[i:i + batch]) if not isinstance(e, dict)]
+        by_worker: dict[str, list] = {}
+        for e in chunk:
+            by_worker.setdefault(e.ssn, []).append(e)
+        for ssn, mine in by_worker.items():
+            ssns.add(ssn)
+            before = derive_file(from_table(ssn, table.get))
+            while True:
+                state = from_table(ssn, table.get)
+                for e in mine:
+                    fold_event(state, e)
+                after = derive_file(state)
+                writes = table_writes(state)
+                cut = cuts(len(writes))
+                if cut >= len(writes):
+                    apply(writes)
+                    break
+                apply(writes[:cut])  # killed here: the rest never reached the table
+                torn += 1
+                committed = cut > [k for k, _ in writes].index(ssn.encode())  # the head is the commit
+                assert derive_file(from_table(ssn, table.get)) == (after if committed else before)
+                if committed:  # (its batch is delivered again all the same: its offsets were not committed)
+                    before = after
+    return {ssn: derive_file(from_table(ssn, table.get)) for ssn in ssns}, torn
+
+
+@SETTINGS
+@given(careers(), st.data())
+def test_a_write_torn_anywhere_loses_nothing_once_the_batch_is_processed_again(events, data):
+    expected = {f["ssn"]: f for f in (derive_file(s) for s in fold(events).states.values())}
+    batch = data.draw(st.sampled_from([1, 4, len(events) or 1]))
+
+    def cuts(n):  # mostly whole writes; sometimes torn after any prefix (at most twice in a row)
+        return data.draw(st.one_of(st.just(n), st.integers(0, n)), label="cut")
+
+    files, torn = fold_with_crashes(events, batch, cuts)
+    assert files == expected
+    event(f"torn writes: {min(torn, 3)}")
+
+
+def apply_writes(table: dict, writes) -> None:
+    for key, value in writes:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+
+def test_a_batch_torn_after_any_write_reads_as_before_and_completes_when_processed_again():
+    events, table = folded_career_table()
+    contributions = [e for e in events if e["type"] == "insurance.contribution"]
+    batch = [envelope(e) for e in (
+        retraction(contributions[100], source=BUREAU),  # an old plain record joins the core
+        correction(contributions[200], {"month": "1990-07"}, source=BUREAU),
+        make_event("insurance.contribution", source=BUREAU, payload={"scheme": "pension", "month": "2025-01"}),
+        make_event("certificate.issued"),
+    )]
+    before = derive_file(from_table(SSN_A, table.get))
+    state = from_table(SSN_A, table.get)
+    for e in batch:
+        fold_event(state, e)
+    expected = derive_file(state)
+    n = len(table_writes(state))
+    assert n >= 6
+    for cut in range(n):
+        torn = dict(table)
+        state = from_table(SSN_A, torn.get)
+        for e in batch:
+            fold_event(state, e)
+        apply_writes(torn, table_writes(state)[:cut])
+        assert derive_file(from_table(SSN_A, torn.get)) == before, cut
+        for second in (cut // 2, None):  # torn again, earlier, then complete
+            state = from_table(SSN_A, torn.get)
+            for e in batch:
+                assert fold_event(state, e).status == "accepted"  # not taken for a re-delivery
+            writes = table_writes(state)
+            apply_writes(torn, writes if second is None else writes[:second])
+        again = from_table(SSN_A, torn.get)
+        assert derive_file(again) == expected, cut
+        assert set(torn) <= table_keys(again)  # nothing left that an erase would not find
+
+
+def test_an_erase_torn_after_any_write_keeps_the_file_until_it_is_carried_out_again():
+    from processors.fold import emptied
+    _, table = folded_career_table()
+    before = derive_file(from_table(SSN_A, table.get))
+    n = len(table_writes(emptied(from_table(SSN_A, table.get))))
+    for cut in sorted({0, 1, n - 3, n - 2} | set(range(0, n - 1, 97))):  # the last write drops the undo copies
+        torn = dict(table)
+        apply_writes(torn, table_writes(emptied(from_table(SSN_A, torn.get)))[:cut])
+        assert derive_file(from_table(SSN_A, torn.get)) == before, cut
+        apply_writes(torn, table_writes(emptied(from_table(SSN_A, torn.get))))
+        assert sorted(torn) == [SSN_A.encode(), f"{SSN_A}|w".encode()], cut

@@ -45,9 +45,25 @@ def job(employer: str, *, occupation: str = OCC, contract: str = "open_ended", w
             "end_reason": "resigned" if end else None}
 
 
+def grant(level: str = "junior", status: str = "offered", paid: tuple[int, ...] = (), n: int = 0) -> dict:
+    """A subsidy grant of contract section 9 at `status`, with payments of `paid` CNY."""
+    amount = {"junior": 1000, "intermediate": 1500, "senior": 2000}[level]
+    claimed = status in ("claimed", "approved", "refused", "paid")
+    decided = status in ("approved", "refused", "paid")
+    return {"certificate_no": f"G{n}{level}", "occupation_code": OCC, "level": level, "apply_by": "2026-05-01",
+            "service_id": f"00000000-0000-5000-8000-{n:012d}", "amount_cny": amount, "status": status,
+            "claim": {"source": org(800), "region": "310115", "claimed_on": "2025-06-01", "event_id": f"c{n}"}
+            if claimed else None,
+            "decision": {"decision": "refused" if status == "refused" else "approved", "decided_on": "2025-06-10",
+                         "source": org(800), "event_id": f"d{n}"} if decided else None,
+            "payments": [{"paid_on": "2025-07-01", "amount_cny": a, "source": org(800), "event_id": f"p{n}-{i}"}
+                         for i, a in enumerate(paid)]}
+
+
 def worker(n: int, *, level: str | None = None, card_region: str | None = "440305", jobs=(), insurance=(),
-           trainings=(), honors=(), grants=()) -> dict:
-    """A valid WorkerFile dict with just the sections the statistics read."""
+           trainings=(), honors=(), grants=(), subsidy=(), notices=(), issues=()) -> dict:
+    """A valid WorkerFile dict with just the sections the statistics read (`grants`: levels
+    of grants as files before contract section 9 read; `subsidy`: whole grants)."""
     number = ssn(n)
     jobs = sorted(jobs, key=lambda e: (e["start_date"], e["employer"]))
     file = {
@@ -65,8 +81,11 @@ def worker(n: int, *, level: str | None = None, card_region: str | None = "44030
                        "last_contribution_month": "2025-12"} for scheme, status in insurance],
         "honors": [{"title": t, "awarded_on": "2025-05-01", "awarded_by": org(901)} for t in honors],
         "services": {"skill_upgrade_subsidy": [{"certificate_no": f"S{n}{i}", "occupation_code": OCC, "level": lv,
-                                                "apply_by": "2026-05-01"} for i, lv in enumerate(grants)]},
-        "issues": [], "applied_events": 1,
+                                                "apply_by": "2026-05-01"} for i, lv in enumerate(grants)]
+                     + list(subsidy),
+                     "notices": [{"code": code, "employer": employer, "since": since}
+                                 for code, employer, since in notices]},
+        "issues": [{"code": code, "event_id": f"e{n}-{i}"} for i, code in enumerate(issues)], "applied_events": 1,
     }
     WorkerFile.model_validate(file)
     return file
@@ -182,6 +201,102 @@ def test_subsidy_grants_issued():
     subsidy = figures_of(worker(1, grants=["junior", "senior"]), worker(2, grants=["junior"]), worker(3))["subsidy"]
     assert (subsidy["grants"], subsidy["workers"]) == (3, 2)
     assert [(r["level"], r["grants"]) for r in subsidy["by_level"]] == [("junior", 2), ("senior", 1)]
+
+
+def test_subsidy_offered_claimed_paid_by_province_and_level():
+    files = [
+        worker(1, subsidy=[grant("junior", "offered", n=1), grant("senior", "paid", (1200, 800), n=2)]),
+        worker(2, subsidy=[grant("junior", "claimed", n=3), grant("junior", "refused", n=4)]),
+        worker(3, card_region="310115", subsidy=[grant("intermediate", "approved", (500,), n=5),
+                                                 grant("junior", "over_annual_limit", n=6)]),
+        worker(4, card_region=None, subsidy=[grant("junior", "paid", (1000,), n=7)]),  # no region: unknown
+        worker(5),
+    ]
+    subsidy = figures_of(*files)["subsidy"]
+    assert subsidy["grants"] == 7 and subsidy["workers"] == 4  # as before section 9
+    assert {s["stage"]: (s["grants"], s["amount_cny"]) for s in subsidy["stages"]} == {
+        "offered": (7, 1000 * 5 + 2000 + 1500), "claimed": (5, 2000 + 1000 + 1000 + 1500 + 1000),
+        "paid": (2, 2000 + 1000)}  # paid: what was paid on the grants paid in full (a part payment is not)
+    assert [(s["stage"], s["name_zh"]) for s in subsidy["stages"]] == [
+        ("offered", "补贴资格"), ("claimed", "已申请"), ("paid", "已发放")]
+    assert {s["status"]: s["grants"] for s in subsidy["by_status"]} == {
+        "offered": 1, "over_annual_limit": 1, "claimed": 1, "approved": 1, "refused": 1, "paid": 2}
+    provinces = {r["province"]: r for r in subsidy["by_province"]}
+    assert list(provinces) == ["31", "44", "unknown"]  # the worker's province (not the claim's: 310115)
+    assert {k: provinces["44"][k] for k in ("offered", "offered_cny", "claimed", "claimed_cny", "paid", "paid_cny")} == {
+        "offered": 4, "offered_cny": 5000, "claimed": 3, "claimed_cny": 4000, "paid": 1, "paid_cny": 2000}
+    assert provinces["44"]["name_zh"] == "广东" and provinces["unknown"]["name_en"] == "Unknown"
+    assert (provinces["31"]["offered"], provinces["31"]["claimed"], provinces["31"]["paid"]) == (2, 1, 0)
+    cells = {(r["province"], r["level"]): r for r in subsidy["by_province_level"]}
+    assert list(cells) == [("31", "junior"), ("31", "intermediate"), ("44", "junior"), ("44", "senior"),
+                           ("unknown", "junior")]
+    assert (cells[("44", "junior")]["offered"], cells[("44", "junior")]["claimed"], cells[("44", "junior")]["paid"]) == (
+        3, 2, 0)
+    assert (cells[("44", "senior")]["paid"], cells[("44", "senior")]["paid_cny"]) == (1, 2000)
+    assert cells[("44", "senior")]["level_name_zh"] == "高级工" and cells[("31", "junior")]["province_name_zh"] == "上海"
+    assert subsidy["double_claims_refused"] == 0
+
+
+def test_double_claims_refused_by_province():
+    files = [worker(1, subsidy=[grant("junior", "claimed", n=1)], issues=["service_claimed_twice"] * 2),
+             worker(2, card_region="310115", subsidy=[grant("junior", "paid", (1000,), n=2)],
+                    issues=["service_claimed_twice", "service_paid_twice", "claimed_after_deadline"])]
+    subsidy = figures_of(*files)["subsidy"]
+    assert subsidy["double_claims_refused"] == 3
+    assert {r["province"]: r["double_claims_refused"] for r in subsidy["by_province"]} == {"31": 1, "44": 2}
+
+
+def test_open_notices_by_province_of_the_job_and_by_employer():
+    files = [
+        worker(1, jobs=[job(EMPLOYER_A, written=False, region="320505", start="2024-03-01"),
+                        job(EMPLOYER_B, contract="platform", region="440305", start="2024-05-01")],
+               notices=[("no_written_contract", EMPLOYER_A, "2024-03-01"),
+                        ("platform_without_injury_cover", EMPLOYER_B, "2024-05-01")]),
+        worker(2, jobs=[job(EMPLOYER_A, written=False, region="320505", start="2025-01-01")],
+               notices=[("no_written_contract", EMPLOYER_A, "2025-01-01")]),
+        worker(3, card_region="110105", notices=[("no_written_contract", EMPLOYER_B, "2020-01-01")]),  # no such job
+        worker(4),
+    ]
+    notices = figures_of(*files)["notices"]
+    assert (notices["open"], notices["workers"]) == (4, 3)
+    assert {r["code"]: (r["open"], r["name_zh"]) for r in notices["by_code"]} == {
+        "no_written_contract": (3, "未签订书面劳动合同"), "platform_without_injury_cover": (1, "平台用工未参加职业伤害保障")}
+    assert [(r["province"], r["open"], r["no_written_contract"], r["platform_without_injury_cover"])
+            for r in notices["by_province"]] == [("32", 2, 2, 0), ("11", 1, 1, 0), ("44", 1, 0, 1)]
+    assert notices["by_province"][0]["name_en"] == "Jiangsu"
+    assert [(r["employer"], r["open"], r["no_written_contract"], r["platform_without_injury_cover"])
+            for r in notices["by_employer"]] == sorted([(EMPLOYER_A, 2, 2, 0), (EMPLOYER_B, 2, 1, 1)])
+
+
+def test_subsidy_and_notices_of_a_folded_file():
+    from tests.conftest import BUREAU_2
+    from tests.processors.test_fold_rules import cert
+    from tests.processors.test_services import ELIGIBLE, claim, decide, pay
+
+    events = [make_event("card.issued"), *ELIGIBLE, cert(issued_on="2023-05-20"), claim(),
+              claim("2023-06-05", source=BUREAU_2), decide(), pay(),
+              make_event("employment.started", payload={"employer": EMPLOYER_B, "occupation_code": OCC,
+                                                        "contract_type": "platform", "written_contract": False,
+                                                        "start_date": "2024-01-01", "region": "320505"})]
+    file = file_of(*events)
+    assert file["services"]["skill_upgrade_subsidy"][0]["status"] == "paid" and len(file["services"]["notices"]) == 2
+    got = st.contribution(file)
+    assert got[("subsidy", "paid", "44", "junior")] == 1 and got[("subsidy_cny", "paid", "44", "junior")] == 1000
+    assert got[("subsidy", "claimed", "44", "junior")] == got[("subsidy", "offered", "44", "junior")] == 1
+    assert got[("subsidy_status", "paid")] == 1 and got[("double_claims", "44")] == 1
+    assert got[("notice", "no_written_contract", "32")] == got[("notice", "platform_without_injury_cover", "32")] == 1
+    assert got[("notice_employer", EMPLOYER_B, "no_written_contract")] == 1 and got[("noticed",)] == 1
+
+
+def test_a_payment_and_a_resolved_notice_move_the_totals():
+    before = worker(1, jobs=[job(EMPLOYER_A, written=False)], subsidy=[grant("junior", "approved", n=1)],
+                    notices=[("no_written_contract", EMPLOYER_A, "2024-01-01")])
+    after = worker(1, jobs=[job(EMPLOYER_A, written=True)], subsidy=[grant("junior", "paid", (1000,), n=1)])
+    totals, _ = replay([(before["ssn"], before), (after["ssn"], after)])
+    assert totals == st.recount([after])
+    fig = st.figures(totals)
+    assert {s["stage"]: s["grants"] for s in fig["subsidy"]["stages"]} == {"offered": 1, "claimed": 1, "paid": 1}
+    assert fig["notices"]["open"] == 0 and fig["notices"]["by_province"] == [] and fig["notices"]["by_employer"] == []
 
 
 def test_contribution_of_a_folded_file():
@@ -358,6 +473,12 @@ def pool() -> list[dict]:
         other["highest_skill_level"] = rng.choice([None, *st.LEVELS])
         other["employments"] = other["employments"][:-1]
         other["insurance"] = [dict(s, status="suspended") for s in other["insurance"]]
+        for g in other["services"]["skill_upgrade_subsidy"]:  # handled since: claimed, decided, paid
+            g["status"] = rng.choice(st.SUBSIDY_STATUSES)
+            g["payments"] = [{"paid_on": "2025-07-01", "amount_cny": g["amount_cny"], "source": org(800),
+                              "event_id": "p"}] if g["status"] == "paid" else []
+        other["services"]["notices"] = other["services"]["notices"][1:]
+        other["issues"] = other["issues"] + [{"code": "service_claimed_twice", "event_id": "c2"}]
         variants.append(other)
     return files + variants
 
@@ -379,3 +500,7 @@ def test_figures_of_no_files():
     assert fig["workers"] == 0 and fig["regions"] == [] and fig["contracts"]["written_share"] is None
     assert all(r["workers"] == 0 and r["share"] is None for r in fig["skill_levels"])
     assert fig["wages"]["scopes"]["all"]["published"] == []
+    assert fig["subsidy"]["double_claims_refused"] == 0 and fig["subsidy"]["by_province"] == []
+    assert [s["grants"] for s in fig["subsidy"]["stages"]] == [0, 0, 0]
+    assert fig["notices"] == {"open": 0, "workers": 0, "by_province": [], "by_employer": [], "by_code": [
+        {"code": c, **dict(zip(("name_zh", "name_en"), st.NOTICE_NAMES[c])), "open": 0} for c in st.NOTICE_CODES]}

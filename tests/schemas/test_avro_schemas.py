@@ -9,18 +9,19 @@ import datetime as dt
 import io
 import json
 import random
-from typing import Literal
+from typing import Literal, get_args
 
 import fastavro
 import pytest
 from fastavro.utils import generate_many
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from schemas.avro import (
-    NAMESPACE, SCHEMA_DIR, TIMESTAMP_DOC, check_backward_compatible, generate_schemas, load_schemas, model_schema,
-    released_versions, render, stale_files, write_schemas,
+    NAMESPACE, SCHEMA_DIR, TIMESTAMP_DOC, check_backward_compatible, generate_schema_set, generate_schemas, inline,
+    load_definitions, load_schemas, model_schema, released_versions, render, stale_files, wire_names, write_schemas,
 )
 from schemas.events import EVENT_CLASSES, SkillLevel
+from schemas.outputs import FILE_SECTIONS, ChangedSection, WorkerFileChange
 from streams.codec import schema_fingerprint
 
 # The fingerprints of every released version. A released schema is never edited: a new
@@ -40,6 +41,24 @@ RELEASED_FINGERPRINTS = {
         "RejectedEvent": "aa866c8b5d1ba751",
         "ServiceEvent": "23880e0a5ed1bc07",
         "WorkerFile": "6e981f98e49e1f96",
+        "WorkerFileChange": "71e50b51796d15fe",
+    },
+    "3": {  # one file per named type; WorkerFile: version; WorkerFileChange: the ChangedSection values (doc only)
+        "AccessLogEntry": "1bd6b492ad3e88fd",
+        "Event": "7aa9d577f9c61fd0",
+        "OperatorCommand": "2319ed6b9e020bfa",
+        "RejectedEvent": "aa866c8b5d1ba751",
+        "ServiceEvent": "23880e0a5ed1bc07",
+        "WorkerFile": "933f8ecaef359577",
+        "WorkerFileChange": "71e50b51796d15fe",
+    },
+    "4": {  # contract section 9: Event: service.claimed/decided/paid; WorkerFile: grants handled, notices; ServiceEvent: status changes, notices
+        "AccessLogEntry": "1bd6b492ad3e88fd",
+        "Event": "44ad35a50c3ba542",
+        "OperatorCommand": "2319ed6b9e020bfa",
+        "RejectedEvent": "aa866c8b5d1ba751",
+        "ServiceEvent": "356cd7adb27c07e5",
+        "WorkerFile": "44b46d3e3e42fd99",
         "WorkerFileChange": "71e50b51796d15fe",
     },
 }
@@ -63,16 +82,94 @@ def test_committed_schemas_are_what_the_models_generate():
 def test_drift_is_detected(tmp_path):
     write_schemas(tmp_path)
     assert stale_files(tmp_path) == []
-    schema = json.loads((tmp_path / "WorkerFile.avsc").read_text())
+    schema = json.loads((tmp_path / f"{NAMESPACE}.WorkerFile.avsc").read_text())
     schema["fields"] = [f for f in schema["fields"] if f["name"] != "training_hours"]
-    (tmp_path / "WorkerFile.avsc").write_text(render(schema))
-    (tmp_path / "Gone.avsc").write_text("{}")
-    (tmp_path / "ServiceEvent.avsc").unlink()
-    assert stale_files(tmp_path) == ["Gone", "ServiceEvent", "WorkerFile"]
+    (tmp_path / f"{NAMESPACE}.WorkerFile.avsc").write_text(render(schema))
+    (tmp_path / f"{NAMESPACE}.Gone.avsc").write_text("{}")
+    (tmp_path / f"{NAMESPACE}.SubsidyGrant.avsc").unlink()
+    assert stale_files(tmp_path) == [f"{NAMESPACE}.Gone", f"{NAMESPACE}.SubsidyGrant", f"{NAMESPACE}.WorkerFile"]
 
 
 def test_generation_is_deterministic():
     assert {n: render(s) for n, s in generate_schemas().items()} == {n: render(s) for n, s in generate_schemas().items()}
+
+
+# --- the schema set: every named type defined once ---------------------------------------------
+
+WIRE_RECORDS = ["AccessLogEntry", "Event", "OperatorCommand", "RejectedEvent", "ServiceEvent", "WorkerFile",
+                "WorkerFileChange"]
+
+
+def _definitions_in(schema, found: list[str]) -> None:
+    """The full names of every named type a self-contained schema defines, repeats included."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _definitions_in(branch, found)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed"):
+            found.append(schema["name"])
+            for field in schema.get("fields", []):
+                _definitions_in(field["type"], found)
+        else:
+            for key in ("type", "items", "values"):
+                if key in schema:
+                    _definitions_in(schema[key], found)
+
+
+def test_every_named_type_has_its_own_file_and_is_defined_once():
+    files = sorted(SCHEMA_DIR.glob("*.avsc"))
+    definitions = load_definitions(SCHEMA_DIR)
+    assert [p.stem for p in files] == list(definitions)
+    found: list[str] = []
+    for path in files:
+        _definitions_in(json.loads(path.read_text()), found)
+    assert sorted(found) == sorted(d["name"] for d in definitions.values()), "a named type is defined twice"
+    assert all(d["namespace"] == NAMESPACE for d in definitions.values())
+
+
+def test_the_records_written_on_kafka_are_those_no_type_refers_to():
+    assert [n.rpartition(".")[2] for n in wire_names(load_definitions(SCHEMA_DIR))] == WIRE_RECORDS
+    assert sorted(load_schemas(SCHEMA_DIR)) == WIRE_RECORDS
+
+
+def test_inlining_the_set_gives_the_self_contained_schemas_of_the_models():
+    definitions = generate_schema_set()
+    for name, schema in generate_schemas().items():
+        assert inline(f"{NAMESPACE}.{name}", definitions) == schema, name
+
+
+def test_fastavro_loads_a_record_of_the_set_from_its_file():
+    """What an integrator does in Python: fastavro finds the other types by <full name>.avsc."""
+    for name, schema in load_schemas(SCHEMA_DIR).items():
+        loaded = fastavro.schema.load_schema(str(SCHEMA_DIR / f"{NAMESPACE}.{name}.avsc"))
+        assert schema_fingerprint(loaded) == schema_fingerprint(schema), name
+
+
+def test_a_type_defined_inside_another_or_a_misnamed_file_is_refused(tmp_path):
+    write_schemas(tmp_path)
+    grant = json.loads((tmp_path / f"{NAMESPACE}.SubsidyGrant.avsc").read_text())
+    services = json.loads((tmp_path / f"{NAMESPACE}.Services.avsc").read_text())
+    services["fields"][0]["type"]["items"] = {k: v for k, v in grant.items() if k != "namespace"}
+    (tmp_path / f"{NAMESPACE}.Services.avsc").write_text(render(services))
+    with pytest.raises(ValueError, match="SubsidyGrant is defined inside another type"):
+        load_schemas(tmp_path)
+    write_schemas(tmp_path)
+    (tmp_path / f"{NAMESPACE}.Card.avsc").rename(tmp_path / f"{NAMESPACE}.IdCard.avsc")
+    with pytest.raises(ValueError, match="defines cn.workerfile.Card"):
+        load_schemas(tmp_path)
+    write_schemas(tmp_path)
+    (tmp_path / "Card.avsc").write_text("{}")
+    with pytest.raises(ValueError, match="one layout or the other"):
+        load_schemas(tmp_path)
+
+
+def test_releases_1_and_2_define_types_several_times_hence_a_new_layout():
+    """Why release 3 is a schema set: in the old folders one type is defined in several files
+    (avro-maven-plugin 1.12.0: `Can't redefine: cn.workerfile.SubsidyGrant`)."""
+    found: list[str] = []
+    for schema in released_versions()["1"].values():
+        _definitions_in(schema, found)
+    assert found.count("SubsidyGrant") == 2 and found.count("SkillLevel") >= 2
 
 
 # --- the mapping ----------------------------------------------------------------------------
@@ -97,7 +194,7 @@ def test_event_is_one_record_with_a_payload_union_per_type():
     assert _field(event, "ssn_legacy") == {"name": "ssn_legacy", "type": ["null", "string"], "default": None}
     branches = _field(event, "payload")["type"]
     assert [b["name"] for b in branches] == [c.model_fields["payload"].annotation.__name__ for c in EVENT_CLASSES]
-    assert len(branches) == 14
+    assert len(branches) == 17
     insurance = {b["name"]: b for b in branches}
     assert _field(insurance["InsuranceEnrolledPayload"], "scheme")["type"]["type"] == "enum"
     assert _field(insurance["InsuranceSuspendedPayload"], "scheme")["type"] == "Scheme"  # defined once, then by name
@@ -115,6 +212,42 @@ def test_output_schemas_map_dates_enums_and_strings():
     assert _field(rejected, "input_encoding") == {"name": "input_encoding", "type": "string", "default": "utf-8"}
     assert _field(rejected, "input")["type"] == "string"
     assert "doc" in rejected and "doc" in file
+
+
+def test_a_file_carries_the_version_of_its_change():
+    file = generate_schemas()["WorkerFile"]
+    assert _field(file, "version")["type"] == ["null", "long"] and _field(file, "version")["default"] is None
+    assert "WorkerFileChange" in _field(file, "version")["doc"]
+    assert "version" not in FILE_SECTIONS  # a new version is no change of a section
+
+
+def test_changed_sections_are_strings_whose_symbols_are_listed():
+    change = generate_schemas()["WorkerFileChange"]
+    items = _field(change, "changed_sections")["type"]["items"]
+    assert items == {"type": "string", "x-symbols": [*FILE_SECTIONS, "erased", "merged"]}
+    assert list(get_args(ChangedSection)) == items["x-symbols"]
+    assert "x-symbols" in _field(change, "changed_sections")["doc"]
+    WorkerFileChange.model_validate({"ssn": "x", "version": 1, "changed_sections": ["erased"], "event_ids": []})
+    with pytest.raises(ValidationError):
+        WorkerFileChange.model_validate({"ssn": "x", "version": 1, "changed_sections": ["salary"], "event_ids": []})
+
+
+def test_why_changed_sections_is_no_avro_enum(seeded_random):
+    """An enum would not read the strings releases 1 and 2 wrote: Avro resolves no string
+    to an enum (our check, fastavro and Java's SchemaCompatibility agree: INCOMPATIBLE)."""
+    released = released_versions()["2"]["WorkerFileChange"]
+    as_enum = copy.deepcopy(load_schemas(SCHEMA_DIR)["WorkerFileChange"])
+    items = _field(as_enum, "changed_sections")["type"]
+    items["items"] = {"type": "enum", "name": "ChangedSection", "symbols": items["items"]["x-symbols"]}
+    assert check_backward_compatible(released, as_enum) == [
+        "WorkerFileChange.changed_sections[]: type changed from string to ChangedSection"]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(released), {
+        "ssn": "x", "version": 1, "changed_sections": ["erased"], "event_ids": []})
+    body.seek(0)
+    with pytest.raises(fastavro.read.SchemaResolutionError):
+        fastavro.schemaless_reader(body, fastavro.parse_schema(released), fastavro.parse_schema(as_enum))
+    assert check_backward_compatible(released, load_schemas(SCHEMA_DIR)["WorkerFileChange"]) == []
 
 
 class Part(BaseModel):

@@ -2,7 +2,8 @@
 loads from the project's server alone (every other host unresolvable), its charts carry
 the live numbers of /stats, follow a change of the store, and a screenshot is saved to
 build/test-artifacts/dashboard.png. No broker: the store is filled from the demo's
-population (200 workers, seed 7) folded offline."""
+population (200 workers, seed 7) folded offline, its grants claimed, decided and paid by
+bureaus (tests/services_population.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from processors.batch import fold_lines
 from sinks.base import FileChange
 from sinks.stats import open_stats_store
 from sinks.stats_web import STATIC_DIR, make_server, serve_in_thread
+from tests.services_population import service_events
 from workerfile.population import generate_population
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +57,9 @@ def run_chromium(binary: str, *args: str, timeout: float = 180) -> subprocess.Co
 @pytest.fixture(scope="module")
 def demo_files() -> list[dict]:
     items = generate_population(200, seed=7)
-    return fold_lines([i.encode() if isinstance(i, str) else orjson.dumps(i) for i in items]).files()
+    lines = [i.encode() if isinstance(i, str) else orjson.dumps(i) for i in items]
+    handling = service_events(fold_lines(lines).files())
+    return fold_lines(lines + [orjson.dumps(e) for e in handling]).files()
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +191,34 @@ def test_charts_render_the_live_numbers(chromium, served, demo_files):
     assert kpis["training_hours"] == data["training"]["total_hours"]
     assert kpis["dispatch_above_cap"] == len(data["dispatch"]["above_cap"])
 
+    # the subsidy from grant to payment, and the open notices (contract section 9)
+    subsidy, notices = data["subsidy"], data["notices"]
+    assert values(charts["subsidy_stages"]) == {r["stage"]: r["grants"] for r in subsidy["stages"]}
+    assert values(charts["subsidy_stages"], "data-amount") == {r["stage"]: r["amount_cny"] for r in subsidy["stages"]}
+    assert [r["grants"] for r in subsidy["stages"]] == [160, 128, 32]
+    status = values(charts["subsidy_status"])
+    assert status.pop("double_claims_refused") == subsidy["double_claims_refused"] > 0
+    assert status == {r["status"]: r["grants"] for r in subsidy["by_status"]}
+    provinces = charts["subsidy_provinces"]
+    assert list(provinces) == [r["province"] for r in subsidy["by_province"]] and len(provinces) >= 5
+    for r in subsidy["by_province"]:
+        row = provinces[r["province"]]
+        assert [int(row[a]) for a in ("data-offered", "data-offered-cny", "data-claimed", "data-claimed-cny",
+                                      "data-paid", "data-paid-cny", "data-double")] == [
+            r["offered"], r["offered_cny"], r["claimed"], r["claimed_cny"], r["paid"], r["paid_cny"],
+            r["double_claims_refused"]]
+    assert values(charts["subsidy_cells"], "data-paid") == {
+        f"{r['province']}|{r['level']}": r["paid"] for r in subsidy["by_province_level"]}
+    codes = values(charts["notices_codes"])
+    assert codes.pop("open") == notices["open"] > 0
+    assert codes == {r["code"]: r["open"] for r in notices["by_code"]}
+    assert values(charts["notices_provinces"]) == {r["province"]: r["open"] for r in notices["by_province"]}
+    assert values(charts["notices_provinces"], "data-no-written-contract") == {
+        r["province"]: r["no_written_contract"] for r in notices["by_province"]}
+    assert list(charts["notices_employers"]) == [r["employer"] for r in notices["by_employer"][:15]]
+    assert values(charts["notices_employers"], "data-platform-without-injury-cover") == {
+        r["employer"]: r["platform_without_injury_cover"] for r in notices["by_employer"][:15]}
+
     # wage bands: the published cells only, each with its four percentiles
     scopes = data["wages"]["scopes"]
     by_level = {r["level"]: r for r in scopes["level"]["published"]}
@@ -226,10 +258,10 @@ def test_screenshot_of_the_dashboard(chromium, served):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     target = ARTIFACTS / "dashboard.png"
     target.unlink(missing_ok=True)
-    run_chromium(chromium, "--window-size=1400,2400", "--virtual-time-budget=5000", f"--screenshot={target}",
+    run_chromium(chromium, "--window-size=1400,3800", "--virtual-time-budget=5000", f"--screenshot={target}",
                  server.url + "/dashboard")
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (1400, 2400)
+    assert (width, height) == (1400, 3800)  # the whole page, down to the subsidy and notice tables
     assert len(data) > 100_000  # charts and text, not a blank page

@@ -141,3 +141,29 @@ def test_shares_a_database_with_the_file_sink(tmp_path, versions):
         stats.apply(versions, {0: len(versions)})
         assert sink.offsets() == stats.offsets() == {0: len(versions)}  # each under its own group
         assert stats.totals() == st.recount(r["document"] for r in sink.rows())
+
+
+def test_a_store_counted_with_other_definitions_is_refused_until_rebuilt(store, versions):
+    from sinks.stats import StatsStoreOutdated
+
+    assert store.definitions == st.DEFINITIONS
+    store.apply(versions[:20], {0: 20}, group="g")
+    store._begin()  # as a database of the previous version was left: no stats_meta row, contributions stored
+    store._execute("DELETE FROM stats_meta")
+    store._commit()
+    store.ensure_schema()
+    assert store.definitions == 1
+    before = (store.totals(), store.offsets("g"))
+    with pytest.raises(StatsStoreOutdated, match="rebuild"):
+        store.apply(versions[20:], {0: len(versions)}, group="g")
+    assert (store.totals(), store.offsets("g")) == before  # nothing added to the old contributions
+    meta = store.stats_json(group="g")["meta"]
+    assert (meta["definitions"], meta["definitions_current"]) == (1, st.DEFINITIONS)
+    store._begin()  # emptied: a fresh database counts with this version
+    for table in ("stats_meta", "stats_workers", "stats_totals"):
+        store._execute(f"DELETE FROM {table}")
+    store._commit()
+    store.ensure_schema()
+    assert store.definitions == st.DEFINITIONS
+    apply_in_batches(store, versions)
+    assert store.totals() == st.recount(latest(versions))

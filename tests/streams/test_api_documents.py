@@ -19,14 +19,17 @@ def test_committed_openapi_document_is_generated_from_the_models():
 def test_openapi_documents_every_route_and_its_error_answers():
     doc = json.loads(openapi.OPENAPI_PATH.read_text())
     assert set(doc["paths"]) == {"/events", "/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log",
-                                 "/openapi.json"}
+                                 "/me", "/me/file", "/openapi.json"}
+    assert set(doc["paths"]["/me/file"]["get"]["responses"]) == {"200", "401", "403", "404", "503"}
+    assert doc["paths"]["/me"]["get"]["security"] == [] and "text/html" in doc["paths"]["/me"]["get"]["responses"]["200"][
+        "content"]
     assert set(doc["paths"]["/events"]["post"]["responses"]) == {"202", "400", "401", "403", "413", "422", "503"}
     for path in ("/workers/{ssn}", "/workers/{ssn}/events", "/workers/{ssn}/access-log"):
         assert set(doc["paths"][path]["get"]["responses"]) == {"200", "400", "401", "403", "404", "503"}
     assert doc["security"] == [{"bearer": []}] and doc["paths"]["/openapi.json"]["get"]["security"] == []
     worker_file = doc["components"]["schemas"]["WorkerFile"]
     assert {"ssn", "employments", "certificates", "services", "issues", "applied_events"} <= set(worker_file["properties"])
-    assert len(doc["components"]["schemas"]["Event"]["oneOf"]) == 14
+    assert len(doc["components"]["schemas"]["Event"]["oneOf"]) == 17
 
 
 def test_committed_asyncapi_document_is_generated_from_the_schemas():

@@ -87,11 +87,11 @@ class FakePublisher:
 
 
 class FakeLedger:
-    def __init__(self, known: dict[int, set[str]] | None = None):
+    def __init__(self, known: dict[int, dict[str, str]] | None = None):
         self.by_partition = known or {}
 
-    async def published(self, partition: int) -> set[str]:
-        return self.by_partition.setdefault(partition, set())
+    async def published(self, partition: int) -> dict[str, str]:
+        return self.by_partition.setdefault(partition, {})
 
 
 def event(event_id: str, kind: str, payload: dict, ssn: str = SSN) -> bytes:
@@ -173,12 +173,13 @@ def test_a_grant_is_sent_once_and_the_ledger_learns_it_only_after_delivery():
     proc, pub, states, _ = processor(FakePublisher(failing=(WORKER_SERVICES,)), ledger)
     with pytest.raises(RuntimeError):
         run(proc.process(batch_of(GRANT_EVENTS)))
-    assert len(pub.on(WORKER_SERVICES)) == 1 and ledger.by_partition.get(1, set()) == set()
+    assert len(pub.on(WORKER_SERVICES)) == 1 and ledger.by_partition.get(1, {}) == {}
     proc.publisher = FakePublisher()
     run(proc.process(batch_of(GRANT_EVENTS)))
     [grant] = proc.publisher.on(WORKER_SERVICES)
-    service_id = codec.decode(grant.value)[1]["service_id"]
-    assert ledger.by_partition[1] == {service_id}
+    service = codec.decode(grant.value)[1]
+    assert (service["status"], service["status_before"]) == ("offered", None)
+    assert ledger.by_partition[1] == {service["service_id"]: "offered"}
 
 
 def test_a_grant_already_on_the_topic_is_not_sent_again():
@@ -187,9 +188,28 @@ def test_a_grant_already_on_the_topic_is_not_sent_again():
     [grant] = pub.on(WORKER_SERVICES)
     service_id = codec.decode(grant.value)[1]["service_id"]
     # a restarted worker without the state (lost), whose ledger read the topic
-    again, pub2, _, _ = processor(ledger=FakeLedger({1: {service_id}}))
+    again, pub2, _, _ = processor(ledger=FakeLedger({1: {service_id: "offered"}}))
     run(again.process(batch_of(GRANT_EVENTS)))
     assert pub2.on(WORKER_SERVICES) == [] and pub2.on(WORKER_FILES)
+
+
+def test_a_status_change_is_sent_once_with_the_status_the_topic_had_before():
+    first, pub, _, _ = processor()
+    run(first.process(batch_of(GRANT_EVENTS)))
+    [grant] = pub.on(WORKER_SERVICES)
+    service_id = codec.decode(grant.value)[1]["service_id"]
+    claim = event("claim", "service.claimed", {"service_id": service_id, "claimed_on": "2025-02-01",
+                                               "region": "440305"})
+    first.publisher = FakePublisher()
+    run(first.process(batch_of([claim], start=len(GRANT_EVENTS))))
+    [change] = first.publisher.on(WORKER_SERVICES)
+    service = codec.decode(change.value)[1]
+    assert (service["service_id"], service["status_before"], service["status"]) == (service_id, "offered", "claimed")
+    assert service["grant"]["claim"]["event_id"] == "claim"
+    # a worker that lost the state after publishing: the topic already has "claimed", nothing is sent twice
+    again, pub2, _, _ = processor(ledger=FakeLedger({1: {service_id: "claimed"}}))
+    run(again.process(batch_of(GRANT_EVENTS + [claim])))
+    assert pub2.on(WORKER_SERVICES) == []
 
 
 def test_commands_come_after_the_events_of_the_same_batch():

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 
+from processors.derive import derive_file
 from processors.identity import make_org_code, make_ssn
 from processors.intake import validate_event
+from schemas.outputs import WorkerFileChange
 from streams import codec
-from streams.handler import Origin, fold_batch, intake_message, load_state
+from streams.handler import Origin, fold_batch, intake_message, load_state, service_record
 from streams.topics import REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
 
 SSN = make_ssn("11010519800101001")
@@ -76,6 +78,8 @@ def test_fold_batch_publishes_file_and_change_then_nothing_for_a_duplicate():
     assert topics == [WORKER_FILES, WORKER_FILE_CHANGES]
     _, change = codec.decode(first.records[1].value)
     assert change["version"] == 1 and change["event_ids"] == ["c1"]
+    _, file = codec.decode(first.records[0].value)
+    assert file["version"] == 1  # the file is tied to its change event (ssn, version)
     again = fold_batch(first.state, [folded_input(contribution("c1", "2025-01"))])
     assert again.duplicates == 1 and again.records == []
 
@@ -87,7 +91,9 @@ def test_a_change_of_applied_events_alone_is_published():
     files = [codec.decode(r.value)[1] for r in second.records if r.topic == WORKER_FILES]
     assert len(files) == 1 and files[0]["applied_events"] == 2
     _, change = codec.decode(next(r.value for r in second.records if r.topic == WORKER_FILE_CHANGES))
-    assert change["changed_sections"] == ["applied_events"] and change["version"] == 2
+    assert change["changed_sections"] == ["applied_events"] and change["version"] == 2 == files[0]["version"]
+    WorkerFileChange.model_validate(change)
+    assert derive_file(second.state) == {k: v for k, v in files[0].items() if k != "version"}  # as the offline fold
 
 
 def test_a_grant_is_offered_once_with_a_stable_service_id():
@@ -97,10 +103,12 @@ def test_a_grant_is_offered_once_with_a_stable_service_id():
                                                 "issued_on": "2024-12-20"})
     first = fold_batch(load_state(SSN, {}.get), events + [folded_input(cert)])
     assert len(first.grants) == 1
-    service_id, record = first.grants[0]
-    assert record.topic == WORKER_SERVICES
+    service_id, status, service = first.grants[0]
+    record = service_record(service, None)
+    assert record.topic == WORKER_SERVICES and status == "offered"
     _, service = codec.decode(record.value)
     assert service["service_id"] == service_id and service["grant"]["apply_by"] == "2025-12-20"
+    assert (service["status"], service["status_before"], service["version"]) == ("offered", None, 1)
     later = fold_batch(first.state, [folded_input(contribution("c13", "2025-01"))])
     assert later.grants == []
 

@@ -8,6 +8,7 @@ import pytest
 from processors.derive import derive_file
 from processors.identity import make_org_code, make_ssn
 from processors.intake import validate_event
+from schemas.outputs import WorkerFileChange
 from streams import codec
 from streams.access import load_views
 from streams.admin import AdminError, make_command
@@ -67,6 +68,7 @@ def test_erasing_a_file_leaves_tombstones_everywhere_and_an_audit_line():
     assert all(r.value is None for r in views)
     _, change = codec.decode(topics[WORKER_FILE_CHANGES][0].value)
     assert change["changed_sections"] == ["erased"] and change["version"] == state.version + 1
+    WorkerFileChange.model_validate(change)  # `erased` is one of its ChangedSection values
     _, audit = codec.decode(topics[WORKER_ACCESS_LOG][0].value)
     assert (audit["action"], audit["caller"], audit["purpose"]) == ("erase", "ops-zhang", "duplicate registration")
     assert out.state.records == {} and out.state.version == state.version + 1
@@ -83,6 +85,8 @@ def test_an_erased_event_never_comes_back_but_new_events_start_a_new_file():
     assert set(new.state.records) == {"e2"}
     _, change = codec.decode(next(r.value for r in new.records if r.topic == WORKER_FILE_CHANGES))
     assert change["version"] > state.version + 1 - 1  # versions go on after the erasure
+    _, file = codec.decode(next(r.value for r in new.records if r.topic == WORKER_FILES))
+    assert file["version"] == change["version"]
 
 
 def test_merging_sends_the_state_on_and_redirects_later_events():
@@ -90,6 +94,8 @@ def test_merging_sends_the_state_on_and_redirects_later_events():
     out, marker = apply_command(old_state, None, command("merge", OLD, NEW), AUDIENCES)
     topics = by_topic(out.records)
     assert [r.value for r in topics[WORKER_FILES]] == [None] and marker.merged_into == NEW
+    _, change = codec.decode(topics[WORKER_FILE_CHANGES][0].value)
+    assert WorkerFileChange.model_validate(change).changed_sections == ["merged"]
     [onward] = topics[OPERATOR_COMMANDS]
     assert onward.key == NEW.encode()
     _, merge_in = codec.decode(onward.value)
@@ -117,8 +123,8 @@ def test_the_receiving_file_holds_both_and_keeps_the_old_number_as_an_alias():
     assert [t["program_id"] for t in file["trainings"]] == ["P1"] and file["applied_events"] == 3
     topics = by_topic(joined.records)
     _, published = codec.decode(topics[WORKER_FILES][0].value)
-    assert published == file
     _, change = codec.decode(topics[WORKER_FILE_CHANGES][0].value)
+    assert published == {**file, "version": change["version"]} and change["version"] == joined.state.version
     assert sorted(change["event_ids"]) == ["e1", "t1"] and "aliases" in change["changed_sections"]
     _, audit = codec.decode(topics[WORKER_ACCESS_LOG][0].value)
     assert audit["ssn"] == NEW and audit["action"] == "merge"
