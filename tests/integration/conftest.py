@@ -11,7 +11,6 @@ import pytest
 
 from processors.batch import fold_lines
 from streams import codec
-from streams.local_cluster import LocalCluster
 from streams.local_kafka import LocalKafka
 from streams.producer import EventProducer, InvalidEvent
 from streams.runner import WorkerProcess
@@ -32,17 +31,10 @@ def kafka():
         broker.stop()
 
 
-@pytest.fixture(scope="session")
-def kafka_cluster():
-    """A 3-broker KRaft cluster (streams.local_cluster: a dedicated controller, replication
-    factor 3, min.insync.replicas 2, small heaps) started once, when a test first needs it,
-    and shared by the cluster tests; no topics yet. Stopped at the end of the session."""
-    cluster = LocalCluster(brokers=3, controllers=1)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+def topics_profile(kafka) -> str:
+    """The profile of deploy/topics.toml the topics of `kafka` follow: `local` (one broker),
+    or what the broker object says (the cluster tests' cluster: `cluster`)."""
+    return getattr(kafka, "topics_profile", "local")
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ def workers(kafka, tmp_path):
 
     def start(app_id: str = "workerfile-test", name: str | None = None) -> WorkerProcess:
         name = name or f"w{len(started)}"
-        provision(kafka.bootstrap, app_id, PARTITIONS)
+        provision(kafka.bootstrap, app_id, PARTITIONS, profile=topics_profile(kafka))
         proc = WorkerProcess(kafka.bootstrap, app_id, tmp_path / name, partitions=PARTITIONS).start()
         started.append(proc)
         return proc
