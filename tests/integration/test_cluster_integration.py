@@ -214,7 +214,7 @@ def assert_nothing_lost(bootstrap: str, items) -> int:
 # --- the tests ---------------------------------------------------------------------------------
 
 def test_the_topics_are_on_three_brokers_and_need_two_in_sync(cluster):
-    specs = load_topic_specs("cluster", partitions=PARTITIONS)
+    specs = load_topic_specs("cluster", partitions=PARTITIONS, app_id=APP_ID)  # the state changelog too
     parts = partitions(cluster, [s.name for s in specs])
     assert {t for t, _ in parts} == {s.name for s in specs}
     assert all(len(info["replicas"]) == 3 and info["isr"] == [1, 2, 3] for info in parts.values())
@@ -223,7 +223,8 @@ def test_the_topics_are_on_three_brokers_and_need_two_in_sync(cluster):
     for name, entries in configs["topic"].items():
         assert entries["min.insync.replicas"]["value"] == "2", name
         assert entries["unclean.leader.election.enable"]["value"] == "false", name
-    again = workerfile("topics", "--profile", "cluster", "--partitions", str(PARTITIONS), "--broker", cluster.bootstrap)
+    again = workerfile("topics", "--profile", "cluster", "--partitions", str(PARTITIONS), "--app-id", APP_ID,
+                       "--broker", cluster.bootstrap)
     assert again.returncode == 0 and again.stdout.count("verified") == len(specs), again.stderr
 
 
