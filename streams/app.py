@@ -15,7 +15,9 @@ Delivery guarantees (at-least-once processing, made safe by ordering and idempot
    already on `worker-services` (a per-partition ledger read from the topic), so each
    grant is published exactly once, even across kill -9;
 4. a batch that fails (a send or a delivery) is processed again a few times, then the
-   worker exits without acking it (`stop_without_acking`): nothing is ever skipped.
+   worker exits without acking it (`stop_without_acking`): nothing is ever skipped. While
+   the failure is one the cluster recovers from by itself (brokers down, too few in-sync
+   replicas), it is tried again for up to OUTAGE_WINDOW first (`retry_delay`).
 
 Each worker's access log (`worker-access-log`, written by the HTTP API for every read and
 by the processors for every operator action) is not a table: `GET
@@ -32,6 +34,7 @@ group's metadata did not have yet fails every write (PartitionsMismatch, issue #
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sys
@@ -64,6 +67,37 @@ STATE_CACHE_SIZE = 20_000  # decoded worker states kept in memory (the table sta
 BATCH_ATTEMPTS = 4  # a batch whose sends fail is processed again this many times in all...
 BATCH_BACKOFF = 0.5  # ...after 0.5, 1, 2 s; then the worker stops (exit status EXIT_BATCH_FAILED)
 EXIT_BATCH_FAILED = 70
+# A failure the cluster recovers from by itself is tried again for this long (seconds), every
+# BATCH_BACKOFF_MAX s at most, before the worker stops: two of three brokers down leave too few
+# in-sync replicas until one is back, and the worker (and its HTTP API answering 503) stays.
+OUTAGE_WINDOW = float(os.environ.get("WORKERFILE_OUTAGE_WINDOW", "300"))
+BATCH_BACKOFF_MAX = 10.0
+
+
+def transient(err: BaseException) -> bool:
+    """A failure that ends when brokers come back: a broker or leader unreachable, fewer
+    in-sync replicas than min.insync.replicas, a request or delivery timeout (aiokafka's
+    retriable errors, its KafkaTimeoutError, a waiter it cancelled when a leader went away),
+    or a topic (a per-organisation view) that cannot be created with its replication
+    factor while brokers are missing."""
+    from aiokafka.errors import InvalidReplicationFactorError, KafkaTimeoutError
+
+    return (isinstance(err, (asyncio.TimeoutError, asyncio.CancelledError, KafkaTimeoutError,
+                             InvalidReplicationFactorError))
+            or getattr(err, "retriable", False) is True)
+
+
+def retry_delay(err: BaseException, attempt: int, failing_for: float) -> float | None:
+    """Seconds to wait before processing a failed batch again, or None to stop the worker.
+    `attempt`: how many times it failed so far; `failing_for`: seconds since its first
+    failure. Any failure: BATCH_ATTEMPTS tries in all (after 0.5, 1, 2 s); a transient one:
+    tries after 0.5, 1, 2, 4, 8, then every 10 s, for up to OUTAGE_WINDOW."""
+    delay = min(BATCH_BACKOFF * 2 ** (attempt - 1), BATCH_BACKOFF_MAX)
+    if transient(err):
+        return delay if failing_for < OUTAGE_WINDOW else None
+    return delay if attempt < BATCH_ATTEMPTS else None
+
+
 # The RocksDB memory of each table partition's database. faust's defaults are 64 MiB write
 # buffers x 3 and a block cache of 2 GiB for EACH partition's database, so a worker's
 # memory grows with the state it holds (bench/rehearsal.py: 823 MiB of RSS after 5,000
@@ -227,8 +261,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     processor = BatchProcessor(state_table, markers, FaustPublisher(app.producer, topic), ledger, audiences, organisations,
                                place=in_partition_of, cache_size=STATE_CACHE_SIZE, rules=rules)
 
+    rebalances = [0]  # partitions revoked so far: a batch being retried may belong to another worker now
+
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs) -> None:
+        rebalances[0] += 1
         ledger.forget()
         processor.forget()
         state_table.forget()
@@ -260,31 +297,53 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def process_or_stop(batch) -> None:
         """Process a batch completely, or end the process without acking it (see
         stop_without_acking): a failed send is tried again with the whole batch (nothing of
-        it was written to the tables, states are read from the table again); when the batch
-        still fails, or the agent is cancelled in the middle of it, the worker stops."""
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
+        it was written to the tables, states are read from the table again), as long as
+        `retry_delay` says so and no partition was revoked meanwhile; when the batch still
+        fails, or the agent is cancelled in the middle of it, the worker stops."""
+        first_failure, rebalances_before = None, rebalances[0]
+        for attempt in itertools.count(1):
             try:
                 await processor.process(batch)
                 return
-            except asyncio.CancelledError:
-                if app.should_stop:  # a stop asked for (SIGTERM): the batch is done again by the next worker
-                    log.warning("stopping in the middle of a batch of %d messages: not acked, processed again "
-                                "at the next start", len(batch))
-                    stop_without_acking(0)
-                log.critical("the stream was cancelled in the middle of a batch of %d messages: stopping the "
-                             "worker without acking it (it is processed again at the next start)", len(batch))
-                stop_without_acking(EXIT_BATCH_FAILED)
+            except asyncio.CancelledError as cancelled:
+                task = asyncio.current_task()
+                if app.should_stop or task is None or task.cancelling():
+                    cancelled_in_batch(batch)
+                # not this agent cancelled, but a future it awaited inside the Kafka client (aiokafka
+                # cancels its waiters when a leader goes away): a failure like any other
+                failure: BaseException = cancelled
             except Exception as err:  # noqa: BLE001 - every failure of a batch is handled here
-                reason = mask_text(f"{type(err).__name__}: {err}")
-                if attempt == BATCH_ATTEMPTS:
-                    log.critical("a batch of %d messages (%s) failed %d times, last: %s. Stopping the worker "
-                                 "without acking it: nothing of it is lost, it is processed again at the next "
-                                 "start once the cause is fixed", len(batch), batch_span(batch), attempt, reason)
-                    stop_without_acking(EXIT_BATCH_FAILED)
-                delay = BATCH_BACKOFF * 2 ** (attempt - 1)
-                log.error("a batch of %d messages (%s) failed (attempt %d of %d): %s; again in %.1f s", len(batch),
-                          batch_span(batch), attempt, BATCH_ATTEMPTS, reason, delay)
+                failure = err
+            reason = mask_text(f"{type(failure).__name__}: {failure}")
+            loop = asyncio.get_running_loop()
+            first_failure = loop.time() if first_failure is None else first_failure
+            delay = retry_delay(failure, attempt, loop.time() - first_failure)
+            if delay is None or rebalances[0] != rebalances_before:
+                why = ("its partitions were revoked meanwhile" if delay is not None else
+                       f"the cluster did not recover in {OUTAGE_WINDOW:g} s" if transient(failure) else "")
+                log.critical("a batch of %d messages (%s) failed %d times, last: %s%s. Stopping the worker "
+                             "without acking it: nothing of it is lost, it is processed again at the next "
+                             "start once the cause is fixed", len(batch), batch_span(batch), attempt, reason,
+                             f"; {why}" if why else "")
+                stop_without_acking(EXIT_BATCH_FAILED)
+            log.error("a batch of %d messages (%s) failed (attempt %d%s): %s; again in %.1f s", len(batch),
+                      batch_span(batch), attempt,
+                      f" of {BATCH_ATTEMPTS}" if not transient(failure) else
+                      f", brokers unavailable: trying for up to {OUTAGE_WINDOW:g} s", reason, delay)
+            try:
                 await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                cancelled_in_batch(batch)
+
+    def cancelled_in_batch(batch) -> None:
+        """The agent cancelled in the middle of a batch: end without acking it."""
+        if app.should_stop:  # a stop asked for (SIGTERM): the batch is done again by the next worker
+            log.warning("stopping in the middle of a batch of %d messages: not acked, processed again "
+                        "at the next start", len(batch))
+            stop_without_acking(0)
+        log.critical("the stream was cancelled in the middle of a batch of %d messages: stopping the "
+                     "worker without acking it (it is processed again at the next start)", len(batch))
+        stop_without_acking(EXIT_BATCH_FAILED)
 
     if settings.web_port > 0:
         register_web(app, states, access_log, audiences, Callers.load(settings.api_tokens, audiences.views),

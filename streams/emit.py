@@ -126,8 +126,10 @@ def emit_file(path: str | Path, sender: Sender | None = None, *, broker: str | N
         from streams.producer import EventProducer
 
         broker = broker or "127.0.0.1:9092"
-        try:
-            sender = EventProducer(broker, security=security)
+        from streams.producer import delivery_within
+
+        try:  # a record not acknowledged within `timeout` fails (rather than retried past the run)
+            sender = EventProducer(broker, security=security, **delivery_within(timeout))
         except Exception as err:
             summary.failures.append(f"cannot connect to the broker {broker}: {type(err).__name__}: {err}")
             return summary
@@ -137,7 +139,7 @@ def emit_file(path: str | Path, sender: Sender | None = None, *, broker: str | N
         _send_all(sender, conversion.events, summary, timeout)
     finally:
         if own:
-            sender.close()
+            sender.close()  # soon: every record is acknowledged or has failed within `timeout` of its send
     return summary
 
 
@@ -179,7 +181,8 @@ def _send_all(sender: Sender, events: list[RowEvent], summary: EmitSummary, time
     try:
         sender.flush(timeout)
     except Exception as err:
-        summary.failures.append(scrub(f"flush did not complete: {type(err).__name__}: {err}"))
+        summary.failures.append(scrub(f"not every event was acknowledged within {timeout:g} s (a broker down, or "
+                                      f"fewer in-sync replicas than min.insync.replicas): {type(err).__name__}: {err}"))
     for row_event, future in pending:
         try:
             future.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -191,7 +194,7 @@ def _send_all(sender: Sender, events: list[RowEvent], summary: EmitSummary, time
 
 def run(path: str, *, broker: str, event_type: str | None, source: str | None, encoding: str, format: str,
         partial: bool, dry_run: bool, out: typing.BinaryIO, err: typing.TextIO,
-        sender: Sender | None = None, security: KafkaSecurity | None = None) -> int:
+        sender: Sender | None = None, security: KafkaSecurity | None = None, timeout: float = 60.0) -> int:
     """The `workerfile emit` command: row errors, delivery failures and the summary on
     `err`; on a dry run, the events that would be sent as canonical JSON lines on `out`.
     Returns the exit status (0 ok, 1 invalid rows, 2 unreadable file, 3 not confirmed,
@@ -206,7 +209,7 @@ def run(path: str, *, broker: str, event_type: str | None, source: str | None, e
         return 2
     try:
         summary = emit_file(path, sender, broker=broker, event_type=event_type, source=source, encoding=encoding,
-                            format=format, partial=partial, dry_run=dry_run, security=security)
+                            format=format, partial=partial, dry_run=dry_run, security=security, timeout=timeout)
     except EmitInputError as error:
         say(f"workerfile emit: {name}: {error}")
         return 2

@@ -141,6 +141,14 @@ class LocalKafka:
             self._started = False
             atexit.unregister(self.stop)
 
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would (no-op if not running); the data dir stays,
+        so start() brings the same node back."""
+        if self.data_dir.exists():
+            result = self._run("kill")
+            if result.returncode != 0:
+                raise RuntimeError(f"local Kafka kill failed:\n{result.stdout}{result.stderr}")
+
     def is_running(self) -> bool:
         """True when the broker process for this data dir is alive."""
         return self.data_dir.exists() and self._run("status").returncode == 0

@@ -97,7 +97,10 @@ def build_openapi() -> dict:
                         "type": "object", "properties": {"error": {"const": "invalid_events"},
                                                          "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
                                                          "message": {"type": "string"}}}}}},
-                    "503": _error("the broker did not acknowledge in time; send the batch again (event ids make it harmless)",
+                    "503": _error("the brokers did not acknowledge every event within WORKERFILE_INGEST_TIMEOUT "
+                                  "(30 s; acks=all: a partition's leader down, or fewer in-sync replicas than "
+                                  "min.insync.replicas, e.g. two of three brokers down) or refused one; nothing is "
+                                  "accepted: send the same batch again later (event ids make it harmless)",
                                   ["unavailable"]),
                 }}},
             "/workers/{ssn}": {"get": {

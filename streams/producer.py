@@ -45,17 +45,37 @@ class Delivered:
     offset: int
 
 
+def delivery_within(seconds: float) -> dict:
+    """kafka-python settings that make the producer give up on a record `seconds` after
+    it was handed over (retries included, e.g. while a partition has fewer in-sync replicas
+    than min.insync.replicas): its future then fails with KafkaTimeoutError. Also the
+    longest wait for metadata and buffer space in send().
+
+    Not idempotent: kafka-python's (3.0.12) idempotent producer, once one batch has
+    expired, resets its producer id and leaves the batches of the other partitions pending
+    for ever, so flush() and close() would never return (seen with two of three brokers
+    down). Without it a retry may write an event twice; the fold takes the second copy as a
+    duplicate (same event_id, same content)."""
+    ms = max(1000, int(seconds * 1000))
+    return {"delivery_timeout_ms": ms, "request_timeout_ms": min(30_000, ms - LINGER_MS), "max_block_ms": ms,
+            "enable_idempotence": False}
+
+
+LINGER_MS = 5
+
+
 class EventProducer:
     """Validate, key and send events; `flush()` confirms every pending delivery.
-    `security`: the login (default: the WORKERFILE_KAFKA_* environment)."""
+    `security`: the login (default: the WORKERFILE_KAFKA_* environment). acks=all; every
+    record is retried until it is acknowledged or 120 s have passed (`delivery_within`)."""
 
     def __init__(self, bootstrap: str, retraction_topic: str = "certification-events",
                  security: KafkaSecurity | None = None, **config):
         self.retraction_topic = retraction_topic
         self.security = or_env(security)
-        config = {**self.security.kafka_python(), **config}
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                       retries=2**31 - 1, delivery_timeout_ms=120_000, **config)
+        config = {"linger_ms": LINGER_MS, "retries": 2**31 - 1, **delivery_within(120), **self.security.kafka_python(),
+                  **config}
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **config)
         self._pending: list = []
 
     def check_topics(self, topics) -> None:
@@ -117,6 +137,7 @@ class EventProducer:
         return len(pending)
 
     def close(self) -> None:
+        """Close, once every record is acknowledged or has failed (`delivery_within`)."""
         self._producer.close()
 
     def __enter__(self) -> "EventProducer":

@@ -1,9 +1,9 @@
 """The topics of the contract (section 6), and their provisioning from one config
 (`deploy/topics.toml`) plus the changelog topics of the stream processors' tables:
-`workerfile topics` creates what is missing and verifies what exists (partitions, and
-the cleanup policy where one is configured); `workerfile worker` checks that every one
-of them is there before it starts (`wait_for_topics`), and stops with the command to run
-when one is not.
+`workerfile topics` creates what is missing and verifies what exists (partitions,
+replication factor, `min.insync.replicas`, and the cleanup policy where one is
+configured); `workerfile worker` checks that every one of them is there before it starts
+(`wait_for_topics`), and stops with the command to run when one is not.
 
 Every topic is keyed by the normalised SSN and has the same number of partitions, so a
 worker's events, state and outputs all live in the same partition number.
@@ -58,13 +58,14 @@ def changelog_topic(app_id: str, table: str) -> str:
 def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partitions: int | None = None,
                      app_id: str | None = None) -> list[TopicSpec]:
     """The topics of a profile (`local` or `cluster`) of deploy/topics.toml and, with
-    `app_id`, the changelog topics of that application's tables (APP_TABLES)."""
+    `app_id`, the changelog topics of that application's tables (APP_TABLES). Every topic
+    gets the profile's config (`min.insync.replicas`), under its own."""
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
     prof = raw["profiles"][profile]
     specs = []
     for name, topic in raw["topics"].items():
-        config = {k: str(v) for k, v in topic.get("config", {}).items()}
+        config = {k: str(v) for k, v in {**prof.get("config", {}), **topic.get("config", {})}.items()}
         specs.append(TopicSpec(
             name=name,
             partitions=partitions or topic.get("partitions", prof["partitions"]),
@@ -73,7 +74,9 @@ def load_topic_specs(profile: str = "local", path: Path = TOPICS_TOML, partition
         ))
     if app_id:
         specs += [TopicSpec(name=changelog_topic(app_id, table), partitions=partitions or prof["partitions"],
-                            replication=prof["replication"], config={"cleanup.policy": "compact"})
+                            replication=prof["replication"],
+                            config={**{k: str(v) for k, v in prof.get("config", {}).items()},
+                                    "cleanup.policy": "compact"})
                   for table in APP_TABLES]
     return specs
 
@@ -108,15 +111,20 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], security: KafkaSecurit
         present = [s for s in specs if s.name in existing]
         if present:
             described = {t["name"]: t for t in admin.describe_topics([s.name for s in present])}
-            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present],
+                                             config_filter="all")  # the effective values, defaults too
             actual_configs = {name: {k: v["value"] for k, v in entries.items()}
                               for name, entries in configs.get("topic", {}).items()}
             for s in present:
                 n = len(described[s.name]["partitions"])
                 if n != s.partitions:
                     problems.append(f"{s.name}: has {n} partitions, config says {s.partitions}")
+                replicas = {len(p["replica_nodes"]) for p in described[s.name]["partitions"]}
+                if replicas and replicas != {s.replication}:
+                    problems.append(f"{s.name}: replication factor {'/'.join(map(str, sorted(replicas)))}, "
+                                    f"config says {s.replication}")
                 for k, v in s.config.items():
-                    if k == "cleanup.policy" and actual_configs.get(s.name, {}).get(k) != v:
+                    if k in ("cleanup.policy", "min.insync.replicas") and actual_configs.get(s.name, {}).get(k) != v:
                         problems.append(f"{s.name}: {k}={actual_configs.get(s.name, {}).get(k)}, config says {v}")
                 lines.append(f"verified {s.name} ({n} partitions)")
         if problems:

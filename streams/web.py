@@ -244,8 +244,11 @@ def register_web(app: faust.App, states, access_log: AccessLogView, audiences: A
         # HTTP headers are Latin-1)
         purpose = request.query.get("purpose") or unquote(request.headers.get("X-Purpose", ""))
         entry = access_entry(ssn, caller, action, purpose)
-        future = await app.topic(WORKER_ACCESS_LOG).send(key=ssn.encode(), value=codec.encode("AccessLogEntry", entry))
-        await asyncio.wait_for(future, INGEST_TIMEOUT)
+
+        async def send(item):
+            return await app.topic(WORKER_ACCESS_LOG).send(key=ssn.encode(), value=codec.encode("AccessLogEntry", item))
+
+        await send_acknowledged(send, [entry], INGEST_TIMEOUT)  # bounded, the delivery never cancelled
 
     async def answer_for_worker(view: View, request: Request, raw_ssn: str, action: str, permission: str | None,
                                 render) -> Response:
@@ -384,12 +387,14 @@ def register_web(app: faust.App, states, access_log: AccessLogView, audiences: A
                 return self.json({"error": "invalid_events", "errors": errors,
                                   "message": "nothing was sent: fix these events and send the batch again"},
                                  status=422)
+            async def send(event):
+                return await app.topic(TOPIC_OF_TYPE.get(event.type, retraction_topic)).send(
+                    key=event.ssn.encode(), value=codec.encode_event(event))
+
             try:
-                futures = [await app.topic(TOPIC_OF_TYPE.get(e.type, retraction_topic)).send(
-                    key=e.ssn.encode(), value=codec.encode_event(e)) for e in events]
-                await asyncio.wait_for(asyncio.gather(*futures), INGEST_TIMEOUT)
-            except Exception as err:  # the broker did not acknowledge in time
-                return self.error(503, "unavailable", message=f"the broker did not acknowledge: {type(err).__name__}",
+                await send_acknowledged(send, events, INGEST_TIMEOUT)
+            except Exception as err:  # the brokers did not acknowledge in time, or refused
+                return self.error(503, "unavailable", message=not_acknowledged(err, INGEST_TIMEOUT),
                                   headers={"Retry-After": "5"})
             return self.json({"accepted": [e.event_id for e in events]}, status=202)
 
@@ -401,3 +406,40 @@ def register_web(app: faust.App, states, access_log: AccessLogView, audiences: A
 
 class Unavailable(Exception):
     """Something the answer needs is not configured or not reachable (503)."""
+
+
+async def send_acknowledged(send, items, timeout: float) -> None:
+    """Hand every item to `send` (async, returns the delivery future) and wait until every
+    delivery is acknowledged, all of it within `timeout` seconds: handing over waits too
+    when the producer's buffer for a partition is full (a leader down), so it is bounded
+    with the acknowledgements. Raises asyncio.TimeoutError, or the first delivery error;
+    what was handed over may still be delivered later (event ids make a resend harmless).
+
+    The delivery futures are never cancelled: faust resolves its own message of each in a
+    callback that fails on a cancelled one, and the producer's flush before every offset
+    commit would then wait for that message for ever (the stream stops)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    futures = []
+
+    async def hand_over() -> None:
+        for item in items:
+            futures.append(await send(item))
+
+    await asyncio.wait_for(hand_over(), timeout)
+    if futures:
+        _, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        if pending:
+            raise asyncio.TimeoutError()
+        for future in futures:
+            future.result()  # the first delivery error, if any
+
+
+def not_acknowledged(err: BaseException, timeout: float) -> str:
+    """The message of a 503 of POST /events: why, and what to do."""
+    if isinstance(err, asyncio.TimeoutError):
+        why = (f"the brokers did not acknowledge every event within {timeout:g} s (acks=all: a partition's leader "
+               f"is down, or it has fewer in-sync replicas than min.insync.replicas)")
+    else:
+        why = f"the brokers refused an event: {type(err).__name__}"
+    return f"{why}; nothing is accepted: send the same batch again later (the event ids make that harmless)"

@@ -253,7 +253,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
         return 2
     return run(args.file, broker=args.broker, event_type=args.type, source=args.source, encoding=args.encoding,
                format=args.format, partial=args.partial, dry_run=args.dry_run, out=sys.stdout.buffer, err=sys.stderr,
-               security=security)
+               security=security, timeout=args.timeout)
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -693,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--format", default="auto", choices=("auto", "csv", "jsonl"),
                       help="default: by extension (.csv/.tsv/.txt, .jsonl/.ndjson/.json), else by content")
     emit.add_argument("--partial", action="store_true", help="send the valid rows even if some rows are invalid")
+    emit.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="wait this long for the brokers to acknowledge every event (acks=all), then stop with "
+                           "exit status 3 naming what was not confirmed (default 60)")
     emit.add_argument("--dry-run", action="store_true",
                       help="validate only; print the events that would be sent as JSON lines")
     emit.set_defaults(func=cmd_emit)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Local single-node Apache Kafka (KRaft, combined broker+controller) for
 # development, tests and CI.  The broker's jars come from Maven (pom.xml here),
-# no Docker and no Kafka tarball needed.
+# no Docker and no Kafka tarball needed.  Also one node of a local cluster
+# (KAFKA_NODE_ID, KAFKA_PROCESS_ROLES, KAFKA_QUORUM_VOTERS, KAFKA_CLUSTER_ID,
+# KAFKA_REPLICATION below; streams/local_cluster.py starts 3 brokers that way).
 #
 #   deploy/kafka/kafka.sh fetch    # mvn once: jars -> deploy/kafka/.lib (idempotent)
 #   deploy/kafka/kafka.sh start    # format on first use, launch, wait until it answers
 #   deploy/kafka/kafka.sh status   # "running ..." (exit 0) or "stopped" (exit 1)
 #   deploy/kafka/kafka.sh stop     # SIGTERM, SIGKILL after a timeout; ok if not running
+#   deploy/kafka/kafka.sh kill     # SIGKILL at once, like a crash; ok if not running
 #   deploy/kafka/kafka.sh clean    # stop and delete the data dir
 #
 # Environment (defaults):
@@ -27,6 +30,19 @@
 #   KAFKA_CLIENT_CONFIG           client properties file (security.protocol, sasl.mechanism,
 #                                 sasl.jaas.config) the readiness probe logs in with
 #   KAFKA_LIB_DIR=deploy/kafka/.lib, JAVA=java (or $JAVA_HOME/bin/java), PYTHON=python3
+#
+# One node of a cluster (the defaults make the single node above):
+#   KAFKA_NODE_ID=1               node.id, unique and stable in the cluster
+#   KAFKA_PROCESS_ROLES=broker,controller   or broker, or controller: a dedicated
+#                                 controller has no client listener (KAFKA_PORT unused),
+#                                 a broker-only node no controller listener
+#   KAFKA_QUORUM_VOTERS           controller.quorum.voters: id@127.0.0.1:port,... of every
+#                                 controller (default: this node on KAFKA_CONTROLLER_PORT)
+#   KAFKA_CLUSTER_ID              the id every node of the cluster formats its storage
+#                                 with (default: a random one, right for a single node)
+#   KAFKA_REPLICATION=1           default.replication.factor, and that of the internal
+#                                 topics (__consumer_offsets, __transaction_state)
+#   KAFKA_MIN_ISR=1               min.insync.replicas, transaction.state.log.min.isr
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,6 +61,17 @@ KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_LIB_DIR="${KAFKA_LIB_DIR:-$HERE/.lib}"
 KAFKA_LISTENER_PROTOCOL="${KAFKA_LISTENER_PROTOCOL:-PLAINTEXT}"
 KAFKA_CONTROLLER_PROTOCOL="${KAFKA_CONTROLLER_PROTOCOL:-PLAINTEXT}"
+KAFKA_NODE_ID="${KAFKA_NODE_ID:-1}"
+KAFKA_PROCESS_ROLES="${KAFKA_PROCESS_ROLES:-broker,controller}"
+KAFKA_QUORUM_VOTERS="${KAFKA_QUORUM_VOTERS:-$KAFKA_NODE_ID@127.0.0.1:$KAFKA_CONTROLLER_PORT}"
+KAFKA_REPLICATION="${KAFKA_REPLICATION:-1}"
+KAFKA_MIN_ISR="${KAFKA_MIN_ISR:-1}"
+case "$KAFKA_PROCESS_ROLES" in
+  broker,controller | controller,broker) IS_BROKER=1 IS_CONTROLLER=1 ;;
+  broker) IS_BROKER=1 IS_CONTROLLER= ;;
+  controller) IS_BROKER= IS_CONTROLLER=1 ;;
+  *) echo "kafka.sh: KAFKA_PROCESS_ROLES must be broker,controller or broker or controller" >&2; exit 2 ;;
+esac
 PYTHON="${PYTHON:-python3}"
 if [[ -z "${JAVA:-}" ]]; then
   if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
@@ -139,26 +166,43 @@ show_failure() {
 cluster_id() { sed -n 's/^cluster.id=//p' "$LOG_DIRS/meta.properties" 2>/dev/null; }
 
 write_properties() {
+  local listeners=() protocols="CONTROLLER:$KAFKA_CONTROLLER_PROTOCOL"
+  if [[ -n "$IS_BROKER" ]]; then
+    listeners+=("$KAFKA_LISTENER_PROTOCOL://127.0.0.1:$KAFKA_PORT")
+    protocols+=",$KAFKA_LISTENER_PROTOCOL:$KAFKA_LISTENER_PROTOCOL"
+  fi
+  if [[ -n "$IS_CONTROLLER" ]]; then listeners+=("CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"); fi
   cat >"$PROPS" <<EOF
 # Written by deploy/kafka/kafka.sh on every start; edits here are overwritten
 # (use KAFKA_EXTRA_CONFIG instead).
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+process.roles=$KAFKA_PROCESS_ROLES
+node.id=$KAFKA_NODE_ID
+controller.quorum.voters=$KAFKA_QUORUM_VOTERS
 controller.listener.names=CONTROLLER
-listeners=$KAFKA_LISTENER_PROTOCOL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=$(IFS=,; echo "${listeners[*]}")
+listener.security.protocol.map=$protocols
+log.dirs=$LOG_DIRS
+EOF
+  if [[ -n "$IS_BROKER" ]]; then
+    cat >>"$PROPS" <<EOF
 advertised.listeners=$KAFKA_LISTENER_PROTOCOL://127.0.0.1:$KAFKA_PORT
 inter.broker.listener.name=$KAFKA_LISTENER_PROTOCOL
-listener.security.protocol.map=CONTROLLER:$KAFKA_CONTROLLER_PROTOCOL,$KAFKA_LISTENER_PROTOCOL:$KAFKA_LISTENER_PROTOCOL
-log.dirs=$LOG_DIRS
+EOF
+  fi
+  # The cluster-wide defaults go to controllers too: in KRaft the controller fills
+  # them in when it creates a topic.
+  cat >>"$PROPS" <<EOF
 
-# Single node: every replication factor / ISR is 1.
+# A single node: every replication factor / ISR is 1 (a cluster: KAFKA_REPLICATION,
+# KAFKA_MIN_ISR).
 num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+default.replication.factor=$KAFKA_REPLICATION
+min.insync.replicas=$KAFKA_MIN_ISR
+offsets.topic.replication.factor=$KAFKA_REPLICATION
+transaction.state.log.replication.factor=$KAFKA_REPLICATION
+transaction.state.log.min.isr=$KAFKA_MIN_ISR
+# Never elect a replica that may miss acknowledged writes (Kafka's default, said here).
+unclean.leader.election.enable=false
 # Fewer internal partitions than the default 50: faster first group join /
 # first transactional producer on a small machine.
 offsets.topic.num.partitions=4
@@ -179,10 +223,10 @@ EOF
   fi
 }
 
-# Format the KRaft storage once per data dir (random cluster id).
+# Format the KRaft storage once per data dir (KAFKA_CLUSTER_ID, or a random cluster id).
 format_storage() {
   local cid line scram=()
-  cid="$(random_cluster_id)"
+  cid="${KAFKA_CLUSTER_ID:-$(random_cluster_id)}"
   while IFS= read -r line; do
     if [[ -n "$line" ]]; then scram+=(--add-scram "$line"); fi
   done <<<"${KAFKA_ADD_SCRAM:-}"
@@ -197,11 +241,11 @@ format_storage() {
 start() {
   local pid cid deadline first_line
   if pid="$(running_pid)"; then
-    say "already running (pid $pid), $(bootstrap)"
+    say "already running (pid $pid), $(what) $(bootstrap)"
     return 0
   fi
-  check_port_free "$KAFKA_PORT"
-  check_port_free "$KAFKA_CONTROLLER_PORT"
+  if [[ -n "$IS_BROKER" ]]; then check_port_free "$KAFKA_PORT"; fi
+  if [[ -n "$IS_CONTROLLER" ]]; then check_port_free "$KAFKA_CONTROLLER_PORT"; fi
   fetch
   mkdir -p "$KAFKA_DATA_DIR"
   write_properties
@@ -211,7 +255,7 @@ start() {
   # Own session (setsid) so terminal/test-runner signals do not hit the broker;
   # stdin/stdout/stderr detached so callers capturing output do not hang.
   rm -f "$PIDFILE"
-  echo "=== $(date -Is) start on 127.0.0.1:$KAFKA_PORT" >>"$LOGFILE"
+  echo "=== $(date -Is) start of node $KAFKA_NODE_ID ($KAFKA_PROCESS_ROLES) on $(bootstrap)" >>"$LOGFILE"
   first_line=$(($(wc -l <"$LOGFILE") + 1))
   # shellcheck disable=SC2086,SC2016  # HEAP/JVM_OPTS are word lists; $$ is the inner shell's
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
@@ -229,7 +273,9 @@ start() {
       show_failure "$first_line"
       die "broker exited during startup (log: $LOGFILE)"
     fi
-    if "$PYTHON" "$HERE/probe.py" -q --cluster-id "$cid" \
+    if [[ -z "$IS_BROKER" ]]; then
+      if "$PYTHON" "$HERE/probe.py" -q --controller 127.0.0.1 "$KAFKA_CONTROLLER_PORT"; then break; fi
+    elif "$PYTHON" "$HERE/probe.py" -q --cluster-id "$cid" \
         ${KAFKA_CLIENT_CONFIG:+--command-config "$KAFKA_CLIENT_CONFIG"} 127.0.0.1 "$KAFKA_PORT"; then
       break
     fi
@@ -252,7 +298,21 @@ start() {
       alive "$2" && exec "$0" stop' \
       "$SELF" "$KAFKA_OWNER_PID" "$pid" </dev/null >/dev/null 2>&1 &
   fi
-  echo "kafka running (pid $pid), bootstrap $(bootstrap), data $KAFKA_DATA_DIR"
+  echo "kafka running (pid $pid), $(what) $(bootstrap), data $KAFKA_DATA_DIR"
+}
+
+# SIGKILL, as a crash would: no shutdown, nothing flushed (tests of broker failures).
+kill_now() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$PIDFILE"
+    echo "kafka not running"
+    return 0
+  fi
+  kill -KILL "$pid" 2>/dev/null || true
+  while alive "$pid"; do sleep 0.1; done
+  rm -f "$PIDFILE"
+  echo "kafka killed (pid $pid)"
 }
 
 stop() {
@@ -274,9 +334,13 @@ stop() {
   echo "kafka stopped (pid $pid)"
 }
 
-# host:port clients should use, from the written config (falls back to env).
+what() { if [[ -n "$IS_BROKER" ]]; then echo bootstrap; else echo controller; fi; }
+
+# host:port clients should use, from the written config (falls back to env); the
+# controller listener of a dedicated controller.
 bootstrap() {
   local adv
+  if [[ -z "$IS_BROKER" ]]; then echo "127.0.0.1:$KAFKA_CONTROLLER_PORT"; return; fi
   adv="$(sed -n 's#^advertised.listeners=[A-Z_]*://##p' "$PROPS" 2>/dev/null | tail -n 1 || true)"
   echo "${adv:-127.0.0.1:$KAFKA_PORT}"
 }
@@ -284,7 +348,7 @@ bootstrap() {
 status() {
   local pid
   if pid="$(running_pid)"; then
-    echo "running (pid $pid), bootstrap $(bootstrap), data $KAFKA_DATA_DIR"
+    echo "running (pid $pid), $(what) $(bootstrap), data $KAFKA_DATA_DIR"
     return 0
   fi
   echo "stopped"
@@ -301,10 +365,11 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  kill) kill_now ;;
   status) status ;;
   clean) clean ;;
   *)
-    echo "usage: $0 {fetch|start|stop|status|clean}" >&2
+    echo "usage: $0 {fetch|start|stop|kill|status|clean}" >&2
     exit 2
     ;;
 esac

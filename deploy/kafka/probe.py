@@ -13,6 +13,10 @@ With --command-config FILE (Java client properties: security.protocol=SASL_PLAIN
 sasl.mechanism=SCRAM-SHA-512|SCRAM-SHA-256|PLAIN, sasl.jaas.config=... username="u"
 password="p";) it first logs in with SASL, as a secured broker requires
 (deploy/security/).
+
+With --controller it asks a dedicated KRaft controller (no client listener) on its
+controller port for its ApiVersions instead, and exits 0 when it answers (kafka.sh
+start of a node with KAFKA_PROCESS_ROLES=controller).
 """
 import argparse
 import base64
@@ -26,6 +30,7 @@ import sys
 
 API_METADATA, VERSION = 3, 4
 API_SASL_HANDSHAKE, API_SASL_AUTHENTICATE = 17, 36
+API_VERSIONS = 18
 CLIENT_ID = b"workerfile-probe"
 
 
@@ -146,6 +151,15 @@ def metadata(host, port, timeout, sasl=None):
     return cluster_id, controller_id, brokers
 
 
+def api_versions(host, port, timeout):
+    """The error code of an ApiVersions v0 request (0: the node answers)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        buf = _request(s, API_VERSIONS, 0, 1, b"")
+    (error,) = struct.unpack_from(">h", buf, 0)
+    return error
+
+
 def _recv(sock, n):
     data = b""
     while len(data) < n:
@@ -164,8 +178,22 @@ def main():
     ap.add_argument("--timeout", type=float, default=2.0, help="socket timeout, seconds")
     ap.add_argument("--command-config", metavar="FILE",
                     help="client properties (SASL_PLAINTEXT with SCRAM-SHA-256/512 or PLAIN)")
+    ap.add_argument("--controller", action="store_true",
+                    help="HOST:PORT is a dedicated controller's listener: ask for its ApiVersions")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
+    if args.controller:
+        try:
+            error = api_versions(args.host, args.port, args.timeout)
+        except (OSError, struct.error) as exc:
+            error = exc
+        if error != 0:
+            if not args.quiet:
+                print(f"not ready: {error if isinstance(error, Exception) else f'error {error}'}", file=sys.stderr)
+            return 1
+        if not args.quiet:
+            print(f"ready: controller on {args.host}:{args.port}")
+        return 0
     try:
         sasl = None
         if args.command_config:

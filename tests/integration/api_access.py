@@ -15,7 +15,7 @@ from streams.access import add_caller, load_views, write_pseudonym_key
 from streams.local_kafka import free_ports
 from streams.runner import WorkerProcess, wait_for
 from streams.topics import provision
-from tests.integration.conftest import PARTITIONS
+from tests.integration.conftest import PARTITIONS, topics_profile
 
 OPERATOR_ORG = "914403001922038216"  # a contract vector
 
@@ -89,7 +89,7 @@ def ingest(base_url: str, access: Access, events: list[dict]) -> list[str]:
 def api_worker(kafka, folder: Path, access: Access, name: str = "api", app_id: str = "workerfile-api") -> WorkerProcess:
     """A stream worker serving the API on a free port, ready to route requests (the
     changelog topics of its application id created first, as `workerfile topics --app-id`)."""
-    provision(kafka.bootstrap, app_id, PARTITIONS)
+    provision(kafka.bootstrap, app_id, PARTITIONS, profile=topics_profile(kafka))
     [port] = free_ports(1)
     proc = WorkerProcess(kafka.bootstrap, app_id, folder / name, partitions=PARTITIONS, web_port=port,
                          env=access.env).start()

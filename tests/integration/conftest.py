@@ -31,6 +31,12 @@ def kafka():
         broker.stop()
 
 
+def topics_profile(kafka) -> str:
+    """The profile of deploy/topics.toml the topics of `kafka` follow: `local` (one broker),
+    or what the broker object says (the cluster tests' cluster: `cluster`)."""
+    return getattr(kafka, "topics_profile", "local")
+
+
 @pytest.fixture
 def workers(kafka, tmp_path):
     """Start `workerfile worker` processes, each after the changelog topics of its
@@ -40,7 +46,7 @@ def workers(kafka, tmp_path):
 
     def start(app_id: str = "workerfile-test", name: str | None = None) -> WorkerProcess:
         name = name or f"w{len(started)}"
-        provision(kafka.bootstrap, app_id, PARTITIONS)
+        provision(kafka.bootstrap, app_id, PARTITIONS, profile=topics_profile(kafka))
         proc = WorkerProcess(kafka.bootstrap, app_id, tmp_path / name, partitions=PARTITIONS).start()
         started.append(proc)
         return proc

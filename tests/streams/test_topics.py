@@ -24,8 +24,11 @@ def app(tmp_path):
 def test_the_changelogs_of_an_application_id_are_in_the_specs():
     specs = {s.name: s for s in load_topic_specs("local", partitions=6, app_id="wf-new")}
     changelog = specs["wf-new-worker-state-changelog"]
-    assert (changelog.partitions, changelog.config) == (6, {"cleanup.policy": "compact"})
-    assert changelog.replication == 1 and load_topic_specs("cluster", app_id="wf-new")[-1].replication == 3
+    assert (changelog.partitions, changelog.config) == (6, {"cleanup.policy": "compact", "min.insync.replicas": "1"})
+    assert changelog.replication == 1
+    on_cluster = load_topic_specs("cluster", app_id="wf-new")[-1]
+    # the changelog is the state: on the cluster it needs two in-sync replicas like every topic
+    assert (on_cluster.replication, on_cluster.config["min.insync.replicas"]) == (3, "2")
     assert set(specs) - {s.name for s in load_topic_specs("local")} == {"wf-new-worker-state-changelog"}
     assert all(s.partitions == 6 for s in specs.values())  # co-partitioned, changelogs too
     assert changelog_topic("a", "t") == "a-t-changelog"
