@@ -79,11 +79,11 @@ def transient(err: BaseException) -> bool:
     in-sync replicas than min.insync.replicas, a request or delivery timeout (aiokafka's
     retriable errors, its KafkaTimeoutError, a waiter it cancelled when a leader went away),
     or a topic (a per-organisation view) that cannot be created with its replication
-    factor while brokers are missing."""
+    factor while brokers are missing; a schema registry that cannot be reached."""
     from aiokafka.errors import InvalidReplicationFactorError, KafkaTimeoutError
 
     return (isinstance(err, (asyncio.TimeoutError, asyncio.CancelledError, KafkaTimeoutError,
-                             InvalidReplicationFactorError))
+                             InvalidReplicationFactorError, codec.RegistryUnavailable))
             or getattr(err, "retriable", False) is True)
 
 

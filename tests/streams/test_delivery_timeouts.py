@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from streams import emit, web
+from streams import codec, emit, web
 from streams.producer import delivery_within
 from tests.conftest import make_event, line
 
@@ -149,7 +149,8 @@ def test_a_batch_failing_while_brokers_are_down_is_tried_again_for_the_outage_wi
     from streams.app import BATCH_BACKOFF_MAX, OUTAGE_WINDOW, retry_delay, transient
 
     for err in (NodeNotReadyError(), NotEnoughReplicasError(), RequestTimedOutError(), KafkaTimeoutError(),
-                InvalidReplicationFactorError(), asyncio.TimeoutError(), asyncio.CancelledError()):
+                InvalidReplicationFactorError(), asyncio.TimeoutError(), asyncio.CancelledError(),
+                codec.RegistryUnavailable("cannot fetch schema id 7: not reachable")):
         assert transient(err), err
         delays = [retry_delay(err, attempt, failing_for=attempt) for attempt in range(1, 30)]
         assert delays[:6] == [0.5, 1, 2, 4, 8, BATCH_BACKOFF_MAX] and set(delays[6:]) == {BATCH_BACKOFF_MAX}
