@@ -17,7 +17,7 @@ Delivery guarantees (at-least-once processing, made safe by ordering and idempot
 4. a batch that fails (a send or a delivery) is processed again a few times, then the
    worker exits without acking it (`stop_without_acking`): nothing is ever skipped. While
    the failure is one the cluster recovers from by itself (brokers down, too few in-sync
-   replicas), it is tried again for up to OUTAGE_WINDOW first (`retry_delay`).
+   replicas), it is tried again for up to WORKERFILE_OUTAGE_WINDOW seconds first (`retry_delay`).
 
 Each worker's access log (`worker-access-log`, written by the HTTP API for every read and
 by the processors for every operator action) is not a table: `GET
@@ -70,7 +70,7 @@ EXIT_BATCH_FAILED = 70
 # A failure the cluster recovers from by itself is tried again for this long (seconds), every
 # BATCH_BACKOFF_MAX s at most, before the worker stops: two of three brokers down leave too few
 # in-sync replicas until one is back, and the worker (and its HTTP API answering 503) stays.
-OUTAGE_WINDOW = float(os.environ.get("WORKERFILE_OUTAGE_WINDOW", "300"))
+OUTAGE_WINDOW = 300.0  # seconds (WORKERFILE_OUTAGE_WINDOW, StreamSettings.outage_window)
 BATCH_BACKOFF_MAX = 10.0
 
 
@@ -87,14 +87,14 @@ def transient(err: BaseException) -> bool:
             or getattr(err, "retriable", False) is True)
 
 
-def retry_delay(err: BaseException, attempt: int, failing_for: float) -> float | None:
+def retry_delay(err: BaseException, attempt: int, failing_for: float, window: float = OUTAGE_WINDOW) -> float | None:
     """Seconds to wait before processing a failed batch again, or None to stop the worker.
     `attempt`: how many times it failed so far; `failing_for`: seconds since its first
     failure. Any failure: BATCH_ATTEMPTS tries in all (after 0.5, 1, 2 s); a transient one:
-    tries after 0.5, 1, 2, 4, 8, then every 10 s, for up to OUTAGE_WINDOW."""
+    tries after 0.5, 1, 2, 4, 8, then every 10 s, for up to `window` seconds."""
     delay = min(BATCH_BACKOFF * 2 ** (attempt - 1), BATCH_BACKOFF_MAX)
     if transient(err):
-        return delay if failing_for < OUTAGE_WINDOW else None
+        return delay if failing_for < window else None
     return delay if attempt < BATCH_ATTEMPTS else None
 
 
@@ -317,10 +317,10 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             reason = mask_text(f"{type(failure).__name__}: {failure}")
             loop = asyncio.get_running_loop()
             first_failure = loop.time() if first_failure is None else first_failure
-            delay = retry_delay(failure, attempt, loop.time() - first_failure)
+            delay = retry_delay(failure, attempt, loop.time() - first_failure, settings.outage_window)
             if delay is None or rebalances[0] != rebalances_before:
                 why = ("its partitions were revoked meanwhile" if delay is not None else
-                       f"the cluster did not recover in {OUTAGE_WINDOW:g} s" if transient(failure) else "")
+                       f"the cluster did not recover in {settings.outage_window:g} s" if transient(failure) else "")
                 log.critical("a batch of %d messages (%s) failed %d times, last: %s%s. Stopping the worker "
                              "without acking it: nothing of it is lost, it is processed again at the next "
                              "start once the cause is fixed", len(batch), batch_span(batch), attempt, reason,
@@ -329,7 +329,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             log.error("a batch of %d messages (%s) failed (attempt %d%s): %s; again in %.1f s", len(batch),
                       batch_span(batch), attempt,
                       f" of {BATCH_ATTEMPTS}" if not transient(failure) else
-                      f", brokers unavailable: trying for up to {OUTAGE_WINDOW:g} s", reason, delay)
+                      f", brokers unavailable: trying for up to {settings.outage_window:g} s", reason, delay)
             try:
                 await asyncio.sleep(delay)
             except asyncio.CancelledError:
@@ -347,7 +347,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     if settings.web_port > 0:
         register_web(app, states, access_log, audiences, Callers.load(settings.api_tokens, audiences.views),
-                     organisations=organisations, rules=rules)
+                     organisations=organisations, rules=rules, ingest_timeout=settings.ingest_timeout)
     return app
 
 

@@ -37,6 +37,8 @@ class StreamSettings:
     web_port: int = 0
     commit_interval: float = 1.0
     topics_wait: float = 60.0  # seconds to wait at start for missing topics, then stop
+    ingest_timeout: float = 30.0  # seconds POST /events (and the access log) waits for acknowledgements
+    outage_window: float = 300.0  # seconds a batch failing while brokers are missing is tried again
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)  # the login (PLAINTEXT: none)
     views: str | None = None  # path of the views config (None: deploy/views.toml)
     pseudonym_key_file: str | None = None
@@ -55,6 +57,8 @@ class StreamSettings:
             replication=int(env.get("WORKERFILE_REPLICATION", cls.replication)),
             web_port=int(env.get("WORKERFILE_WEB_PORT", cls.web_port)),
             topics_wait=float(env.get("WORKERFILE_TOPICS_WAIT", cls.topics_wait)),
+            ingest_timeout=float(env.get("WORKERFILE_INGEST_TIMEOUT", cls.ingest_timeout)),
+            outage_window=float(env.get("WORKERFILE_OUTAGE_WINDOW", cls.outage_window)),
             views=env.get("WORKERFILE_VIEWS") or None,
             pseudonym_key_file=env.get("WORKERFILE_PSEUDONYM_KEY_FILE") or None,
             api_tokens=env.get("WORKERFILE_API_TOKENS") or None,

@@ -4,7 +4,7 @@
   (Avro, keyed by the normalised SSN) and **202 only once the broker has acknowledged
   every one** (acks=all). A list is all or nothing: one invalid event → 422 with the
   exact field errors and nothing sent. If the broker is unavailable the request waits
-  (up to `INGEST_TIMEOUT`) and then answers 503: an event is either acknowledged by
+  (up to `ingest_timeout`, WORKERFILE_INGEST_TIMEOUT) and then answers 503: an event is either acknowledged by
   Kafka or not accepted — nothing answered 202 can be lost.
 - `GET /workers/{ssn}`: the caller's view of the file (deploy/views.toml), derived from
   the processors' table at request time; a worker that does not own the SSN's partition
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -71,7 +70,6 @@ from streams.topics import WORKER_ACCESS_LOG
 from schemas.identity import mask_text
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
-INGEST_TIMEOUT = float(os.environ.get("WORKERFILE_INGEST_TIMEOUT", "30"))  # seconds to wait for the broker
 MAX_BATCH = 1000
 MAX_BODY = 16 * 1024 * 1024  # bytes of a POST /events body: 1000 events of up to 16 KiB each (a typical one is < 1 KiB)
 MAX_PURPOSE = 200  # characters of the X-Purpose header kept in the access log
@@ -223,9 +221,10 @@ SERVICE_AUDIENCES = ("social_insurance", "operator")  # who may POST service.* (
 
 def register_web(app: faust.App, states, access_log: AccessLogView, audiences: Audiences, callers: Callers,
                  retraction_topic: str = "certification-events", organisations: Organisations | None = None,
-                 rules: SubsidyRules = DEFAULT_RULES) -> None:
+                 rules: SubsidyRules = DEFAULT_RULES, ingest_timeout: float = 30.0) -> None:
     """Add the API's pages to a faust app whose table of worker states is `states`;
-    `access_log`: the view of `worker-access-log`. `organisations`: the registry whose
+    `access_log`: the view of `worker-access-log`; `ingest_timeout`: seconds a write waits
+    for the brokers' acknowledgements (WORKERFILE_INGEST_TIMEOUT, streams/settings.py). `organisations`: the registry whose
     roles the sources of POST /events must have (None: not checked, development mode)."""
 
     known_topics: set[str] = set()
@@ -248,7 +247,7 @@ def register_web(app: faust.App, states, access_log: AccessLogView, audiences: A
         async def send(item):
             return await app.topic(WORKER_ACCESS_LOG).send(key=ssn.encode(), value=codec.encode("AccessLogEntry", item))
 
-        await send_acknowledged(send, [entry], INGEST_TIMEOUT)  # bounded, the delivery never cancelled
+        await send_acknowledged(send, [entry], ingest_timeout)  # bounded, the delivery never cancelled
 
     async def answer_for_worker(view: View, request: Request, raw_ssn: str, action: str, permission: str | None,
                                 render) -> Response:
@@ -392,9 +391,9 @@ def register_web(app: faust.App, states, access_log: AccessLogView, audiences: A
                     key=event.ssn.encode(), value=codec.encode_event(event))
 
             try:
-                await send_acknowledged(send, events, INGEST_TIMEOUT)
+                await send_acknowledged(send, events, ingest_timeout)
             except Exception as err:  # the brokers did not acknowledge in time, or refused
-                return self.error(503, "unavailable", message=not_acknowledged(err, INGEST_TIMEOUT),
+                return self.error(503, "unavailable", message=not_acknowledged(err, ingest_timeout),
                                   headers={"Retry-After": "5"})
             return self.json({"accepted": [e.event_id for e in events]}, status=202)
 

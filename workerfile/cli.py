@@ -33,6 +33,17 @@ def kafka_options(p: argparse.ArgumentParser) -> None:
                         "(env WORKERFILE_KAFKA_CONFIG)")
 
 
+def broker_options(p: argparse.ArgumentParser, partitions: bool = False) -> None:
+    """--broker (env WORKERFILE_BROKER) and the login options of every command that talks
+    to Kafka; `partitions`: also --partitions (env WORKERFILE_PARTITIONS)."""
+    p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
+                   help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
+    if partitions:
+        p.add_argument("--partitions", type=int, default=None,
+                       help="partitions of every topic (default: deploy/topics.toml, env WORKERFILE_PARTITIONS)")
+    kafka_options(p)
+
+
 def kafka_security(args: argparse.Namespace, command: str):
     """The KafkaSecurity of the options and the environment, or None after printing why not."""
     from streams.kafka_security import KafkaSecurity, KafkaSecurityError
@@ -485,10 +496,6 @@ def stats_parser(sub) -> None:
         p.add_argument("--min-cell", type=_min_cell, default=_min_cell(default_min_cell) if top else argparse.SUPPRESS,
                        help="no wage figure for a cell with fewer workers (default 10; env WORKERFILE_STATS_MIN_CELL)")
 
-    def broker_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
-                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
-        kafka_options(p)
 
     stats = sub.add_parser("stats", help="workforce statistics from worker-files: table, consumer, dashboard")
     store_options(stats, top=True)
@@ -504,14 +511,14 @@ def stats_parser(sub) -> None:
     show.set_defaults(func=cmd_stats_show)
     follow = actions.add_parser("follow", help="keep the statistics up to date from worker-files")
     store_options(follow)
-    broker_option(follow)
+    broker_options(follow)
     follow.add_argument("--once", action="store_true", help="read up to the current end of the topic, then exit")
     follow.add_argument("--batch-size", type=int, default=500, help="most records per database transaction")
     follow.set_defaults(func=cmd_stats_follow)
     serve = actions.add_parser("serve", help="serve GET /stats and the dashboard page")
     store_options(serve)
     figure_options(serve)
-    broker_option(serve)
+    broker_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--follow", action="store_true", help="also follow worker-files in this process")
@@ -519,7 +526,7 @@ def stats_parser(sub) -> None:
     recount = actions.add_parser("recount", help="the figures recounted from scratch (a files JSONL, or --broker)")
     recount.add_argument("files", nargs="?", help="JSON lines of worker files, e.g. `workerfile fold` output ('-': stdin)")
     figure_options(recount)
-    broker_option(recount)
+    broker_options(recount)
     recount.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     recount.set_defaults(func=cmd_stats_recount)
 
@@ -592,9 +599,7 @@ def admin_parser(sub) -> None:
         p.add_argument("--reason", required=True, help="why (kept in the worker's access log)")
         p.add_argument("--operator", default=os.environ.get("USER") or None,
                        help="who does it (kept in the worker's access log; default $USER)")
-        p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
-                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
-        kafka_options(p)
+        broker_options(p)
         p.set_defaults(func=cmd_admin)
 
 
@@ -636,16 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write the organisation registry (TOML) of the population's sources to FILE")
     gen.set_defaults(func=cmd_generate)
 
-    def broker_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
-                       help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
-        p.add_argument("--partitions", type=int, default=None,
-                       help="partitions of every topic (default: deploy/topics.toml, env WORKERFILE_PARTITIONS)")
-        kafka_options(p)
-
     topics = sub.add_parser("topics", help="create/verify the topics of deploy/topics.toml and the changelog "
                                            "topics of the application id's tables")
-    broker_options(topics)
+    broker_options(topics, partitions=True)
     topics.add_argument("--profile", default="local", choices=("local", "cluster"))
     topics.add_argument("--app-id", default=os.environ.get("WORKERFILE_APP_ID", "workerfile"),
                         help="the stream processors' application id whose changelog topics to create "
@@ -657,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "WORKERFILE_SCHEMA_REGISTRY_URL)")
     topics.set_defaults(func=cmd_topics)
     worker = sub.add_parser("worker", help="run the stream processors (faust worker)")
-    broker_options(worker)
+    broker_options(worker, partitions=True)
     worker.add_argument("--app-id", default=None, help="faust application id (env WORKERFILE_APP_ID)")
     worker.add_argument("--data-dir", default=None, help="RocksDB directory (env WORKERFILE_DATA_DIR)")
     worker.add_argument("--web-port", type=int, default=None,
@@ -666,8 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     subscribe = sub.add_parser("subscribe", help="follow subsidy grants or file changes; print or forward them")
     subscribe.add_argument("what", choices=("services", "changes"))
-    subscribe.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"))
-    kafka_options(subscribe)
+    broker_options(subscribe)
     subscribe.add_argument("--group", default="workerfile-subscriber", help="consumer group (one per subscribing system)")
     subscribe.add_argument("--forward", metavar="URL", help="POST each message as JSON to URL instead of printing it")
     subscribe.add_argument("--json", action="store_true", help="print whole messages as JSON lines (full SSN)")
@@ -684,9 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     emit = sub.add_parser("emit", help="validate a CSV or JSONL file of events, then send it (docs/csv-layouts.md)")
     emit.add_argument("file", help="canonical JSON lines, or CSV with the layout of docs/csv-layouts.md")
-    emit.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
-                      help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
-    kafka_options(emit)
+    broker_options(emit)
     emit.add_argument("--type", help="the event type of every row, e.g. training.completed (else a type column)")
     emit.add_argument("--source", help="the emitting organisation's credit code, for rows without a source")
     emit.add_argument("--encoding", default="auto", choices=("auto", "utf-8", "gbk", "gb18030"))
@@ -701,9 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     emit.set_defaults(func=cmd_emit)
     sink = sub.add_parser("sink", help="materialise worker-files into a SQLite or PostgreSQL table")
     sink.add_argument("database", choices=("sqlite", "postgres"))
-    sink.add_argument("--broker", default=os.environ.get("WORKERFILE_BROKER", "127.0.0.1:9092"),
-                      help="Kafka bootstrap servers (env WORKERFILE_BROKER)")
-    kafka_options(sink)
+    broker_options(sink)
     sink.add_argument("--db", default=None,
                       help="sqlite: the database file (default worker_files.sqlite3); postgres: a libpq connection "
                            "string or URI (default: the PG* environment variables); env WORKERFILE_SINK_DB")
