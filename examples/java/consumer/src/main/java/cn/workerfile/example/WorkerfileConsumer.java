@@ -142,8 +142,14 @@ public final class WorkerfileConsumer {
   public static void main(String[] argv) throws Exception {
     System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
     System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
-    System.exit(run(argv));
+    int status = run(argv);
+    if (!stopping) { // after a SIGTERM the JVM is already exiting: System.exit would block
+      System.exit(status);
+    }
   }
+
+  /** Set by the shutdown hook (SIGTERM, Ctrl-C) that stops the consumer. */
+  private static volatile boolean stopping;
 
   static int run(String[] argv) throws Exception {
     List<String> args = new ArrayList<>(List.of(argv));
@@ -262,6 +268,7 @@ public final class WorkerfileConsumer {
       });
       Thread main = Thread.currentThread();
       Thread stop = new Thread(() -> {
+        stopping = true;
         consumer.wakeup();
         try {
           main.join(30_000);
