@@ -4,7 +4,7 @@
 PYTHON ?= python3
 STAMP := build/.installed
 
-.PHONY: demo test install kafka-jars registry-jars asyncapi-parser bench rehearsal
+.PHONY: demo test install kafka-jars registry-jars asyncapi-parser java-example bench rehearsal
 
 demo: install
 	$(PYTHON) -m workerfile.cli demo
@@ -12,7 +12,7 @@ demo: install
 test: install
 	$(PYTHON) -m pytest
 
-install: $(STAMP) kafka-jars registry-jars asyncapi-parser
+install: $(STAMP) kafka-jars registry-jars asyncapi-parser java-example
 
 # Python packages (the project, editable, with its test tools).
 $(STAMP): pyproject.toml
@@ -33,6 +33,16 @@ asyncapi-parser: deploy/asyncapi/node_modules/.package-lock.json
 
 deploy/asyncapi/node_modules/.package-lock.json: deploy/asyncapi/package-lock.json
 	npm ci --prefix deploy/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# The Java consumer example (examples/java/README.md): Maven fetches kafka-clients, Avro and
+# the plugins the first time, then builds the jar again only when its sources or the schemas changed.
+JAVA_JAR := examples/java/consumer/target/workerfile-java-consumer.jar
+JAVA_SOURCES := $(shell find examples/java -name '*.java' -o -name pom.xml) schemas/java/pom.xml \
+	$(wildcard schemas/avro/*.avsc) $(wildcard schemas/released/*/*.avsc) schemas/released/fingerprints.json
+java-example: $(JAVA_JAR)
+
+$(JAVA_JAR): $(JAVA_SOURCES)
+	mvn -q -B -f examples/java/pom.xml package
 
 # The benchmark scripts (figures in README.md, "Performance"); the rehearsal at a size that
 # takes minutes here. `make rehearsal` runs it at the issue's full size (hours on 2 cores).

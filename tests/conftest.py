@@ -196,3 +196,12 @@ def schema_registry():
         yield registry
     finally:
         registry.stop()
+
+
+@pytest.fixture(scope="session")
+def java_consumer(tmp_path_factory):
+    """The Java consumer example (examples/java/), built once per session with Maven
+    (tests/java_consumer.py)."""
+    from tests.java_consumer import build
+
+    return build(tmp_path_factory.mktemp("java-consumer"))
