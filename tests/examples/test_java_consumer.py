@@ -145,3 +145,27 @@ def test_what_the_codec_cannot_read_is_reported_not_printed(java_consumer, what)
     assert "instead of a" in run.stderr and "bytes left after the" in run.stderr
     assert "no registry is configured" in run.stderr and "unknown writer schema fingerprint" in run.stderr
     assert not FULL_SSN.search(run.stderr)
+
+
+@pytest.mark.parametrize("what", ["services", "changes", "files"])
+def test_values_in_the_confluent_framing_are_read_with_the_registry(java_consumer, schema_registry, what):
+    """The same records written in the Confluent wire format (00, schema id, body) against a
+    real Apicurio Registry, as a deployment with WORKERFILE_WIRE_FORMAT=confluent writes
+    them: the Java consumer fetches each writer schema by id and prints what Python does."""
+    from streams.schema_registry import RegistryClient, register_value_schemas
+
+    register_value_schemas(RegistryClient(schema_registry.url))
+    records = samples()[RECORD[what]]
+    try:
+        codec.configure("confluent", schema_registry.url)
+        codec.prepare()
+        values = [codec.encode(RECORD[what], r) for r in records]
+        expected, _, unreadable, _ = python_lines(what, values, True)
+    finally:
+        codec.configure()
+    assert unreadable == 0 and expected and all(v[0] == 0 for v in values)
+    run = java_consumer.run("decode", what, "--json", "--registry", schema_registry.url, input=encoded(values))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.lines == expected
+    without = java_consumer.run("decode", what, "--json", input=encoded(values[:1]))  # no registry: not readable
+    assert without.lines == [] and without.counts()["unreadable"] == 1

@@ -62,7 +62,7 @@ public final class WorkerfileConsumer {
       "  --once     stop at the end offsets the partitions had when they were assigned",
       "  --json     the whole message as the JSON line `workerfile subscribe --json` prints (full SSN)",
       "  --registry the Confluent-compatible API of the schema registry, for Confluent-framed values",
-      "             (env WORKERFILE_REGISTRY_URL; Apicurio: http://HOST:PORT/apis/ccompat/v7)",
+      "             (env WORKERFILE_SCHEMA_REGISTRY_URL; Apicurio: http://HOST:PORT/apis/ccompat/v7)",
       "  --kafka-config  a Kafka client properties file (e.g. SASL login), applied over the defaults",
       "  decode     read values from standard input instead, one per line in base64 (an empty line is",
       "             a tombstone), and print them as above");
@@ -164,7 +164,7 @@ public final class WorkerfileConsumer {
     Kind<?> kind = kind(args.remove(0));
     String broker = System.getenv().getOrDefault("WORKERFILE_BROKER", "127.0.0.1:9092");
     String group = NAME;
-    String registryUrl = System.getenv("WORKERFILE_REGISTRY_URL");
+    String registryUrl = System.getenv("WORKERFILE_SCHEMA_REGISTRY_URL");
     String kafkaConfig = null;
     boolean once = false;
     boolean json = false;
