@@ -43,6 +43,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from processors.rows import region_of
+
 TOPIC = "worker-files"
 DEFAULT_GROUP = "workerfile-sink"
 
@@ -80,13 +82,7 @@ def indexed_columns(file: dict) -> tuple[str | None, str | None, str | None]:
     """(highest_skill_level, current_employer, region) of a file (see the module doc)."""
     employers = file.get("current_employers") or []
     current_employer = employers[0] if employers else None
-    card = file.get("card")
-    region = card.get("region") if card else None
-    if not region:
-        open_ones = [e for e in file.get("employments") or [] if e.get("end_date") is None]
-        if open_ones:
-            region = max(open_ones, key=lambda e: (e.get("start_date") or "", e.get("employer") or "")).get("region")
-    return file.get("highest_skill_level"), current_employer, region or None
+    return file.get("highest_skill_level"), current_employer, region_of(file)
 
 
 def latest_per_worker(changes: Iterable[FileChange]) -> list[FileChange]:

@@ -311,7 +311,10 @@ class FaustPublisher:
         self.topic_of = topic_of  # async: topic name -> faust topic
 
     async def send(self, record):
-        return await (await self.topic_of(record.topic)).send(key=record.key, value=record.value)
+        topic = await self.topic_of(record.topic)
+        if record.headers:
+            return await topic.send(key=record.key, value=record.value, headers=list(record.headers))
+        return await topic.send(key=record.key, value=record.value)
 
 
 class TransientCoordinatorErrors(logging.Filter):

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from schemas.avro import SCHEMA_DIR, load_schemas, schema_fingerprint
+from streams.codec import ROW_ARTIFACT, ROW_GROUP, ROW_RECORD
 from streams.topics import load_topic_specs
 
 ASYNCAPI_PATH = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
@@ -23,6 +24,12 @@ TOPICS = {
     "insurance-events": ("Event", "social-insurance bureaus", "insurance.* and card.issued events (and retractions)"),
     "certification-events": ("Event", "skill-evaluation bodies", "certificate.*, honor.awarded events (and retractions)"),
     "worker-files": ("WorkerFile", "workerfile", "the whole file of a worker, compacted; a tombstone removes it"),
+    "worker-file-rows": ("WorkerFileRow", "workerfile",
+                         "the flat row of every file for relational sinks (Kafka Connect's JDBC sink): scalar columns "
+                         "and the file as JSON text, compacted, the same tombstones as worker-files; the value is the "
+                         "plain Avro body, its schema named by the headers apicurio.value.groupId (workerfile), "
+                         "apicurio.value.artifactId (cn.workerfile.WorkerFileRow) and apicurio.value.version (the "
+                         "schema's fingerprint in hex)"),
     "worker-file-changes": ("WorkerFileChange", "workerfile",
                             "each change of a file: version, changed sections, events; at-least-once, "
                             "deduplicate by (ssn, version)"),
@@ -63,14 +70,23 @@ def build_asyncapi() -> dict:
             "action": action, "channel": {"$ref": f"#/channels/{channel_id}"},
             "summary": f"workerfile {'consumes' if action == 'receive' else 'publishes'} {topic}",
         }
+        fingerprint = schema_fingerprint(schemas[schema_name]).hex()
+        if schema_name == ROW_RECORD:
+            framing = ("The Avro binary body alone (no prefix); the headers name its schema for Apicurio Registry's "
+                       f"AvroConverter: apicurio.value.groupId {ROW_GROUP}, apicurio.value.artifactId {ROW_ARTIFACT}, "
+                       f"apicurio.value.version the schema's fingerprint in hex ({fingerprint} for the schema below; "
+                       "values written with an earlier release carry theirs: schemas/released/fingerprints.json). "
+                       "Key: the normalised SSN (UTF-8).")
+        else:
+            framing = ("Avro single-object encoding: C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint "
+                       "of the writer schema, then the Avro binary body. Key: the normalised SSN (UTF-8), "
+                       "except on rejected-events (the original key). Written with the schema below, "
+                       f"fingerprint {fingerprint} (the 8 bytes after C3 01); "
+                       "values written with an earlier release carry theirs: schemas/released/fingerprints.json.")
         messages[schema_name] = {
             "name": schema_name,
             "contentType": "application/octet-stream",
-            "description": "Avro single-object encoding: C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint "
-                           "of the writer schema, then the Avro binary body. Key: the normalised SSN (UTF-8), "
-                           "except on rejected-events (the original key). Written with the schema below, "
-                           f"fingerprint {schema_fingerprint(schemas[schema_name]).hex()} (the 8 bytes after C3 01); "
-                           "values written with an earlier release carry theirs: schemas/released/fingerprints.json.",
+            "description": framing,
             "payload": {"schemaFormat": AVRO_FORMAT, "schema": schemas[schema_name]},
             "bindings": {"kafka": {"key": {"type": "string", "description": "social-security number"},
                                    "bindingVersion": "0.5.0"}},

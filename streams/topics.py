@@ -24,6 +24,8 @@ INSURANCE_EVENTS = "insurance-events"
 CERTIFICATION_EVENTS = "certification-events"
 EVENT_TOPICS = (TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS)
 WORKER_FILES = "worker-files"
+# The flat row of every file, for relational sinks (Kafka Connect): same key, same tombstones.
+WORKER_FILE_ROWS = "worker-file-rows"
 WORKER_FILE_CHANGES = "worker-file-changes"
 WORKER_SERVICES = "worker-services"
 REJECTED_EVENTS = "rejected-events"
