@@ -1,11 +1,21 @@
-"""The wire codec of every Kafka value: Avro single-object encoding.
+"""The wire codec of every Kafka value: Avro, in one of two framings.
 
-A value is `C3 01` (the marker), then the 8-byte little-endian CRC-64-AVRO fingerprint of
-the writer schema's Parsing Canonical Form, then the Avro binary body (Avro specification,
-"Single-object encoding"). No schema registry is needed: any Avro library decodes a value
-with the schema whose fingerprint it carries, and every schema ever published is in
-`schemas/released/<version>/` (the current ones in `schemas/avro/`), listed by fingerprint
-in `schemas/released/fingerprints.json`.
+Single-object encoding (the default, no registry needed): a value is `C3 01` (the
+marker), then the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's
+Parsing Canonical Form, then the Avro binary body (Avro specification, "Single-object
+encoding"). Any Avro library decodes a value with the schema whose fingerprint it
+carries, and every schema ever published is in `schemas/released/<version>/` (the
+current ones in `schemas/avro/`), listed by fingerprint in
+`schemas/released/fingerprints.json`.
+
+Confluent wire format (`WORKERFILE_WIRE_FORMAT=confluent`, with
+`WORKERFILE_SCHEMA_REGISTRY_URL`): the magic byte `00`, the 4-byte big-endian schema id
+of the writer schema in the registry, then the same Avro body. The ids of the current
+schemas are looked up once per process (`prepare`; `workerfile topics` registers them,
+`streams/schema_registry.py`); a schema id met when reading is fetched once and cached.
+
+Every reader reads both framings, whatever it writes; a Confluent-framed value read where
+no registry URL is configured is a CodecError naming the variable.
 
 Records travel in their canonical JSON form on this side (dates as `YYYY-MM-DD` strings,
 timestamps as RFC 3339 strings): `decode_event` gives what `schemas.events.event_to_json_dict`
@@ -23,7 +33,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -39,6 +52,11 @@ from schemas.events import EVENT_TYPES, Envelope, event_to_json_dict
 MARKER = b"\xc3\x01"
 HEADER_SIZE = len(MARKER) + 8
 CURRENT_VERSION = "current"
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER_SIZE = len(CONFLUENT_MAGIC) + 4
+SINGLE_OBJECT, CONFLUENT = "single-object", "confluent"
+WIRE_FORMATS = (SINGLE_OBJECT, CONFLUENT)
+WIRE_FORMAT_ENV, REGISTRY_URL_ENV = "WORKERFILE_WIRE_FORMAT", "WORKERFILE_SCHEMA_REGISTRY_URL"
 
 
 class CodecError(ValueError):
@@ -167,12 +185,12 @@ PAYLOAD_RECORD_OF_TYPE: dict[str, str] = {t: f"{NAMESPACE}.{payload_record_name(
 
 def encode(name: str, record: dict) -> bytes:
     """A record in its JSON form (WorkerFile, WorkerFileChange, ServiceEvent, RejectedEvent,
-    or Event) as one single-object-encoded value, written with the current schema."""
+    Event, ...) as one Kafka value written with the current schema, in the framing of this
+    process (`wire()`: single-object encoding unless WORKERFILE_WIRE_FORMAT=confluent)."""
     schema = _current(name)
     record = avro_record(name, record)
     body = io.BytesIO()
-    body.write(MARKER)
-    body.write(schema.fingerprint)
+    body.write(_WIRE.header(schema) if _WIRE is not None else wire().header(schema))
     try:
         fastavro.schemaless_writer(body, schema.parsed, record)
     except Exception as err:
@@ -226,13 +244,20 @@ def encode_event(event: Envelope) -> bytes:
 
 
 def decode(data: bytes) -> tuple[str, dict]:
-    """A Kafka value written with any released or the current schema: (record name, the
-    record in its JSON form, resolved to the current schema). Raises CodecError."""
+    """A Kafka value in either framing, written with any released, current or registered
+    schema: (record name, the record in its JSON form, resolved to the current schema).
+    Raises CodecError."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if not data:
         raise CodecError("empty value: no bytes")
+    if data[:1] == CONFLUENT_MAGIC:
+        if len(data) < CONFLUENT_HEADER_SIZE:
+            raise CodecError(f"truncated header: {len(data)} bytes, a value in the Confluent wire format has at "
+                             f"least {CONFLUENT_HEADER_SIZE} (magic byte 00 and a 4-byte schema id)")
+        (schema_id,) = struct.unpack(">I", data[1:CONFLUENT_HEADER_SIZE])
+        return _decode_body(data, CONFLUENT_HEADER_SIZE, wire().writer_of_id(schema_id))
     if len(data) < HEADER_SIZE:
         if data[:2] != MARKER[: len(data[:2])]:
             raise CodecError(_bad_marker(data))
@@ -245,11 +270,15 @@ def decode(data: bytes) -> tuple[str, dict]:
         (value,) = struct.unpack("<q", data[2:HEADER_SIZE])
         raise CodecError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()} (CRC-64-AVRO {value}): "
                          f"not the current or a released workerfile schema")
+    return _decode_body(data, HEADER_SIZE, writer)
+
+
+def _decode_body(data: bytes, start: int, writer: Schema) -> tuple[str, dict]:
     reader = CURRENT.get(writer.name)
     if reader is None:
         raise CodecError(f"{writer.name} (schema version {writer.version}) is no longer read by this version")
     body = io.BytesIO(data)
-    body.seek(HEADER_SIZE)
+    body.seek(start)
     try:
         record = fastavro.schemaless_reader(
             body, writer.parsed, None if writer is reader else reader.parsed,
@@ -259,7 +288,7 @@ def decode(data: bytes) -> tuple[str, dict]:
                          f"schema (a value the current schema cannot hold)") from None
     except Exception as err:
         raise CodecError(f"corrupt or truncated Avro body of {writer.name} (schema version {writer.version}, "
-                         f"{len(data) - HEADER_SIZE} bytes): {type(err).__name__}") from None
+                         f"{len(data) - start} bytes): {type(err).__name__}") from None
     left = len(data) - body.tell()
     if left:
         raise CodecError(f"{left} bytes left after the {writer.name} record (schema version {writer.version})")
@@ -275,7 +304,8 @@ def decode(data: bytes) -> tuple[str, dict]:
 def _bad_marker(data: bytes) -> str:
     found = " ".join(f"{b:02X}" for b in data[:2])
     hint = " (looks like JSON)" if data[:1] in (b"{", b"[") else ""
-    return f"not an Avro single-object encoded value: starts with {found}{hint}, expected the marker C3 01"
+    return (f"not an Avro single-object encoded value: starts with {found}{hint}, expected the marker C3 01 "
+            f"(or the magic byte 00 of the Confluent wire format)")
 
 
 def decode_event(data: bytes) -> dict:
@@ -285,6 +315,143 @@ def decode_event(data: bytes) -> dict:
         raise CodecError(f"expected an Event, got a {name}")
     return record
 
+
+
+# --- the framing of this process ---------------------------------------------------------
+
+class Wire:
+    """How this process frames what it writes, and the registry it reads schema ids from.
+
+    wire_format: "single-object" or "confluent". registry_url: the Confluent-compatible
+    API (needed to write the Confluent framing, and to read it)."""
+
+    def __init__(self, wire_format: str = SINGLE_OBJECT, registry_url: str | None = None):
+        if wire_format not in WIRE_FORMATS:
+            raise CodecError(f"{WIRE_FORMAT_ENV} must be one of {', '.join(WIRE_FORMATS)}, not {wire_format!r}")
+        if wire_format == CONFLUENT and not registry_url:
+            raise CodecError(f"{WIRE_FORMAT_ENV}=confluent needs the schema registry: set {REGISTRY_URL_ENV} "
+                             f"(e.g. http://127.0.0.1:8081/apis/ccompat/v7)")
+        self.wire_format = wire_format
+        self.registry_url = registry_url or None
+        self._client = None
+        self._ids: dict[str, int] | None = None  # current schema name -> its id (confluent)
+        self._headers: dict[str, bytes] = {}
+        self._by_id: dict[int, Schema] = {}
+        self._unknown: dict[int, float] = {}  # schema id -> when the registry said it has none
+
+    def client(self):
+        if self.registry_url is None:
+            return None
+        if self._client is None:
+            from streams.schema_registry import RegistryClient, RegistryError
+
+            try:
+                self._client = RegistryClient(self.registry_url)
+            except RegistryError as err:
+                raise CodecError(f"{REGISTRY_URL_ENV}: {err}") from None
+        return self._client
+
+    def prepare(self) -> "Wire":
+        """Confluent: looks up the id of every current value schema now (raises CodecError
+        naming the subject when one is not registered); single-object: nothing to do."""
+        if self.wire_format == CONFLUENT and self._ids is None:
+            from streams.schema_registry import RegistryError, writer_ids
+
+            try:
+                self._ids = writer_ids(self.client())
+            except RegistryError as err:
+                raise CodecError(str(err)) from None
+        return self
+
+    def header(self, schema: Schema) -> bytes:
+        """The framing bytes before the Avro body of a value written with `schema`."""
+        if self.wire_format == SINGLE_OBJECT:
+            return MARKER + schema.fingerprint
+        header = self._headers.get(schema.name)
+        if header is None:
+            self.prepare()
+            schema_id = self._ids.get(schema.name)  # type: ignore[union-attr]
+            if schema_id is None:
+                raise CodecError(f"no registered schema id for {schema.name}: no topic of "
+                                 f"streams/schema_registry.VALUE_SCHEMAS carries it")
+            header = self._headers[schema.name] = CONFLUENT_MAGIC + struct.pack(">I", schema_id)
+        return header
+
+    def writer_of_id(self, schema_id: int) -> Schema:
+        """The writer schema of a Confluent-framed value, fetched from the registry once."""
+        schema = self._by_id.get(schema_id)
+        if schema is not None:
+            return schema
+        client = self.client()
+        if client is None:
+            raise CodecError(f"a value in the Confluent wire format (magic byte 00, schema id {schema_id}), but no "
+                             f"schema registry is configured to read it: set {REGISTRY_URL_ENV}")
+        seen = self._unknown.get(schema_id)
+        if seen is not None and time.monotonic() - seen < 60:
+            raise CodecError(f"unknown schema id {schema_id}: not in the schema registry {client.url}")
+        from streams.schema_registry import RegistryError
+
+        try:
+            answer = client.schema_by_id(schema_id)
+        except RegistryError as err:
+            if err.status == 404:
+                self._unknown[schema_id] = time.monotonic()
+                raise CodecError(f"unknown schema id {schema_id}: not in the schema registry {client.url}") from None
+            raise CodecError(f"cannot fetch schema id {schema_id}: {err}") from None
+        schema = self._by_id[schema_id] = _registered_schema(schema_id, answer)
+        return schema
+
+
+def _registered_schema(schema_id: int, answer: dict) -> Schema:
+    """A schema the registry gave for an id, as a writer schema of the codec: the known
+    Schema when it is a current or released one (same fingerprint), else a new one."""
+    kind = answer.get("schemaType", "AVRO")
+    if kind != "AVRO":
+        raise CodecError(f"schema id {schema_id} is a {kind} schema, not Avro")
+    if answer.get("references"):
+        raise CodecError(f"schema id {schema_id} uses schema references, which this reader does not resolve "
+                         f"(workerfile registers self-contained schemas)")
+    try:
+        source = json.loads(answer["schema"])
+        known = WRITER_SCHEMAS.get(schema_fingerprint(source))
+        if known is not None:
+            return known
+        name = source["name"].rsplit(".", 1)[-1] if isinstance(source, dict) else None
+        parsed = fastavro.parse_schema(source)
+    except Exception as err:
+        raise CodecError(f"schema id {schema_id} is not a valid Avro record schema ({type(err).__name__})") from None
+    if name not in CURRENT:
+        raise CodecError(f"schema id {schema_id} is a {name} schema, not a record this version reads")
+    return Schema(name, f"registry id {schema_id}", schema_fingerprint(source), parsed)
+
+
+_WIRE: Wire | None = None
+
+
+def wire() -> Wire:
+    """This process's framing, from WORKERFILE_WIRE_FORMAT and WORKERFILE_SCHEMA_REGISTRY_URL
+    on first use (or as set by `configure`)."""
+    global _WIRE
+    if _WIRE is None:
+        _WIRE = Wire(os.environ.get(WIRE_FORMAT_ENV) or SINGLE_OBJECT, os.environ.get(REGISTRY_URL_ENV) or None)
+    return _WIRE
+
+
+def configure(wire_format: str | None = None, registry_url: str | None = None) -> Wire:
+    """Sets this process's framing (None: from the environment, as `wire()`); returns it."""
+    global _WIRE
+    _WIRE = None
+    if wire_format is None and registry_url is None:
+        return wire()
+    _WIRE = Wire(wire_format or SINGLE_OBJECT, registry_url)
+    return _WIRE
+
+
+def prepare() -> Wire:
+    """For a process that writes: checks the framing settings and, for the Confluent wire
+    format, looks up the schema ids now, so no record waits for the registry and a missing
+    registration stops the process at start. Raises CodecError."""
+    return wire().prepare()
 
 
 # --- worker-file-rows: the Avro body alone, its schema named in Apicurio's headers ---------

@@ -180,3 +180,19 @@ def postgres_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry():
+    """One Apicurio Registry (deploy/registry/, 127.0.0.1, a free port, in-memory storage)
+    for the whole session, stopped at its end; `.url` is its Confluent-compatible API.
+    Tests share it as producers share a real registry: the same schema under the same
+    subject is registered once and keeps its id."""
+    from streams.local_registry import LocalRegistry
+
+    registry = LocalRegistry()
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()

@@ -46,6 +46,20 @@ def kafka_security(args: argparse.Namespace, command: str):
         return None
 
 
+def wire_ready(command: str, writes: bool = False) -> bool:
+    """Checks this process's wire format (WORKERFILE_WIRE_FORMAT, WORKERFILE_SCHEMA_REGISTRY_URL;
+    streams/codec.py); a command that writes also looks up the schema ids of the Confluent
+    wire format now. False after printing why not."""
+    from streams import codec
+
+    try:
+        codec.prepare() if writes else codec.wire()
+    except codec.CodecError as err:
+        print(f"workerfile {command}: {err}", file=sys.stderr)
+        return False
+    return True
+
+
 def _login_hint(security, err: BaseException | None = None) -> str:
     """Who the command was logged in as, for its error message (nothing on PLAINTEXT)."""
     if not security.sasl:
@@ -117,8 +131,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create missing topics and verify existing ones: those of deploy/topics.toml and the
-    changelog topics of the tables of the application id."""
+    changelog topics of the tables of the application id; with a schema registry, register
+    and verify every topic's value schema too (subject <topic>-value, BACKWARD)."""
     from kafka.errors import KafkaError
+
+    from streams import codec
 
     from streams.topics import ensure_topics, load_topic_specs
 
@@ -135,6 +152,19 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except KafkaError as err:  # not allowed (topics need the admin login), unreachable, login refused
         print(f"workerfile topics: {type(err).__name__}: {err}{_login_hint(security, err)}", file=sys.stderr)
         return 1
+    if args.schema_registry:
+        from streams.schema_registry import RegistryClient, RegistryError, register_value_schemas
+
+        try:
+            for line in register_value_schemas(RegistryClient(args.schema_registry)):
+                print(line)
+        except RegistryError as err:
+            print(f"workerfile topics: schema registry: {err}", file=sys.stderr)
+            return 1
+    elif os.environ.get(codec.WIRE_FORMAT_ENV) == codec.CONFLUENT:
+        print(f"workerfile topics: {codec.WIRE_FORMAT_ENV}=confluent, but no schema registry to register the "
+              f"schemas in: set {codec.REGISTRY_URL_ENV} or --schema-registry URL", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -149,6 +179,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     security = kafka_security(args, "worker")
     if security is None:
+        return 2
+    if not wire_ready("worker", writes=True):
         return 2
     settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
                                        partitions=args.partitions, web_port=args.web_port, kafka=security)
@@ -215,6 +247,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     security = kafka_security(args, "emit")
     if security is None:
         return 2
+    if not wire_ready("emit", writes=not args.dry_run):
+        return 2
     return run(args.file, broker=args.broker, event_type=args.type, source=args.source, encoding=args.encoding,
                format=args.format, partial=args.partial, dry_run=args.dry_run, out=sys.stdout.buffer, err=sys.stderr,
                security=security)
@@ -227,6 +261,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
     security = kafka_security(args, "sink")
     if security is None:
+        return 2
+    if not wire_ready("sink"):
         return 2
     db = args.db if args.db is not None else os.environ.get("WORKERFILE_SINK_DB")
     try:
@@ -256,6 +292,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     security = kafka_security(args, "subscribe")
     if security is None:
+        return 2
+    if not wire_ready("subscribe"):
         return 2
     handle = http_forwarder(args.forward) if args.forward else printer(args.what, args.json)
     try:
@@ -316,6 +354,8 @@ def cmd_stats_follow(args: argparse.Namespace) -> int:
     security = kafka_security(args, "stats follow")
     if security is None:
         return 2
+    if not wire_ready("stats follow"):
+        return 2
     store = _stats_open(args, "follow")
     if store is None:
         return 1
@@ -348,7 +388,7 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     from sinks.stats_web import Follower, make_server, serve_in_thread
 
     security = kafka_security(args, "stats serve") if args.follow else None
-    if args.follow and security is None:
+    if args.follow and (security is None or not wire_ready("stats serve")):
         return 2
     store = _stats_open(args, "serve")
     if store is None:
@@ -408,6 +448,8 @@ def cmd_stats_recount(args: argparse.Namespace) -> int:
 
         security = kafka_security(args, "stats recount")
         if security is None:
+            return 2
+        if not wire_ready("stats recount"):
             return 2
         files = list(latest_files(args.broker, security=security).values())
     figures = {"meta": {"topic": "worker-files", "recount": True, "min_cell": args.min_cell},
@@ -517,6 +559,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
     security = kafka_security(args, "admin")
     if security is None:
         return 2
+    if not wire_ready("admin", writes=True):
+        return 2
     try:
         command = send_command(args.broker, args.action, args.ssn, getattr(args, "into", None),
                                operator=args.operator, reason=args.reason, security=security)
@@ -604,6 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--app-id", default=os.environ.get("WORKERFILE_APP_ID", "workerfile"),
                         help="the stream processors' application id whose changelog topics to create "
                              "(default workerfile, env WORKERFILE_APP_ID)")
+    topics.add_argument("--schema-registry", default=os.environ.get("WORKERFILE_SCHEMA_REGISTRY_URL") or None,
+                        metavar="URL", help="also register and verify each topic's value schema (subject "
+                                            "<topic>-value, BACKWARD) in this Confluent-compatible registry, "
+                                            "e.g. http://127.0.0.1:8081/apis/ccompat/v7 (env "
+                                            "WORKERFILE_SCHEMA_REGISTRY_URL)")
     topics.set_defaults(func=cmd_topics)
     worker = sub.add_parser("worker", help="run the stream processors (faust worker)")
     broker_options(worker)
