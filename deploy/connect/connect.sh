@@ -26,7 +26,7 @@
 #   CONNECT_OWNER_PID              if set, the worker is stopped when that process exits
 #   CONNECT_DB_PASSWORD_FILE       a file holding the database password: given to the worker
 #                                  as WORKERFILE_CONNECT_DB_PASSWORD (never on a command line)
-#   WORKERFILE_CONNECT_JDBC_URL, WORKERFILE_CONNECT_DB_USER, WORKERFILE_REGISTRY_URL
+#   WORKERFILE_CONNECT_JDBC_URL, WORKERFILE_CONNECT_DB_USER, WORKERFILE_CONNECT_REGISTRY_URL
 #                                  read by the connector config (${env:...}), passed through
 #   CONNECT_LIB_DIR=deploy/connect/.lib, JAVA=java (or $JAVA_HOME/bin/java)
 set -euo pipefail
@@ -192,7 +192,7 @@ start() {
   export WORKERFILE_CONNECT_DB_PASSWORD="${WORKERFILE_CONNECT_DB_PASSWORD:-}"
   export WORKERFILE_CONNECT_DB_USER="${WORKERFILE_CONNECT_DB_USER:-}"
   export WORKERFILE_CONNECT_JDBC_URL="${WORKERFILE_CONNECT_JDBC_URL:-}"
-  export WORKERFILE_REGISTRY_URL="${WORKERFILE_REGISTRY_URL:-}"
+  export WORKERFILE_CONNECT_REGISTRY_URL="${WORKERFILE_CONNECT_REGISTRY_URL:-}"
 
   rm -f "$PIDFILE"
   echo "=== $(date -Is) start ($CONNECT_MODE) on 127.0.0.1:$CONNECT_PORT, brokers $CONNECT_BOOTSTRAP" >>"$LOGFILE"
