@@ -4,7 +4,7 @@
 PYTHON ?= python3
 STAMP := build/.installed
 
-.PHONY: demo test install kafka-jars registry-jars bench rehearsal
+.PHONY: demo test install kafka-jars registry-jars connect-jars bench rehearsal
 
 demo: install
 	$(PYTHON) -m workerfile.cli demo
@@ -12,7 +12,7 @@ demo: install
 test: install
 	$(PYTHON) -m pytest
 
-install: $(STAMP) kafka-jars registry-jars
+install: $(STAMP) kafka-jars registry-jars connect-jars
 
 # Python packages (the project, editable, with its test tools).
 $(STAMP): pyproject.toml
@@ -26,6 +26,10 @@ kafka-jars:
 # Apicurio Registry (the schema registry of the Confluent wire format), fetched by Maven once.
 registry-jars:
 	bash deploy/registry/registry.sh fetch
+
+# Kafka Connect, Debezium's JDBC sink and Apicurio's converter (deploy/connect/), fetched by Maven once.
+connect-jars:
+	bash deploy/connect/connect.sh fetch
 
 # The benchmark scripts (figures in README.md, "Performance"); the rehearsal at a size that
 # takes minutes here. `make rehearsal` runs it at the issue's full size (hours on 2 cores).
