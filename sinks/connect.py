@@ -184,8 +184,9 @@ def sink_config(path: Path = SINK_PROPERTIES) -> dict[str, str]:
 # --- a throw-away worker ------------------------------------------------------------------
 
 class LocalConnect:
-    """A Kafka Connect worker on 127.0.0.1 (standalone), started and stopped via connect.sh,
-    running the connector configs `connectors` (default: the worker-file-rows sink).
+    """A Kafka Connect worker on 127.0.0.1, started and stopped via connect.sh: standalone,
+    running the connector configs `connectors` (default: the worker-file-rows sink), or
+    `mode="distributed"` (internal topics of replication 1; create connectors over REST).
 
     `env`: the connector's environment (WORKERFILE_CONNECT_JDBC_URL, _DB_USER,
     _REGISTRY_URL, ...). port: a free one when None. data_dir: a temporary directory when
@@ -193,7 +194,7 @@ class LocalConnect:
 
     def __init__(self, bootstrap: str, env: dict[str, str] | None = None, *, port: int | None = None,
                  data_dir: str | os.PathLike | None = None, connectors: list[Path] | None = None,
-                 heap: str | None = None, start_timeout: int = 180):
+                 heap: str | None = None, start_timeout: int = 180, mode: str = "standalone"):
         from streams.local_kafka import free_ports
 
         self.bootstrap = bootstrap
@@ -205,6 +206,7 @@ class LocalConnect:
         self.connectors = [Path(c) for c in (connectors or [SINK_PROPERTIES])]
         self.heap = heap
         self.start_timeout = start_timeout
+        self.mode = mode
         self._started = False
 
     @property
@@ -224,7 +226,7 @@ class LocalConnect:
         env.update(self.env)
         env.update(CONNECT_BOOTSTRAP=self.bootstrap, CONNECT_PORT=str(self.port), CONNECT_DATA_DIR=str(self.data_dir),
                    CONNECT_START_TIMEOUT=str(self.start_timeout), CONNECT_CONNECTORS=" ".join(map(str, self.connectors)),
-                   CONNECT_OWNER_PID=str(os.getpid()))
+                   CONNECT_OWNER_PID=str(os.getpid()), CONNECT_MODE=self.mode, CONNECT_REPLICATION="1")
         if self.heap is not None:
             env["CONNECT_HEAP"] = self.heap
         return subprocess.run(["bash", str(CONNECT_SH), command], env=env, stdin=subprocess.DEVNULL,

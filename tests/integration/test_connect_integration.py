@@ -142,3 +142,61 @@ def test_rows_equal_the_offline_fold_and_an_erase_deletes_the_row(broker, connec
     finally:
         worker.stop()
     assert erased not in worker.log_text()
+
+
+def test_a_distributed_worker_takes_the_connector_over_rest_and_makes_the_table(kafka, schema_registry,
+                                                                               postgres_server, tmp_path):
+    """connect-distributed.properties on a broker of its own (internal topics of replication
+    1), the connector created with `workerfile connect deploy` from worker-file-rows-sink.json,
+    and no table made beforehand: the sink makes it from the row schema (file_json as text)."""
+    from kafka import KafkaAdminClient
+
+    done = workerfile("connect", "register", "--registry", registry_api(schema_registry.base_url))
+    assert done.returncode == 0 and "WorkerFileRow version" in done.stdout, done.stderr
+    postgres_server.create_database("connect_rows_distributed")
+    env = {"WORKERFILE_CONNECT_JDBC_URL": f"jdbc:postgresql://127.0.0.1:{postgres_server.port}/connect_rows_distributed",
+           "WORKERFILE_CONNECT_DB_USER": "postgres",
+           "WORKERFILE_CONNECT_REGISTRY_URL": registry_api(schema_registry.base_url)}
+    connect = LocalConnect(kafka.bootstrap, env, heap="-Xmx384m", mode="distributed")
+    connect.start()
+    worker = None
+    try:
+        assert connect.rest.connectors() == []
+        done = workerfile("connect", "deploy", "--connect", connect.url, "--timeout", "180")
+        assert done.returncode == 0, done.stderr
+        assert "RUNNING, 1 task(s) RUNNING" in done.stdout
+        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        try:
+            assert {"workerfile-connect-configs", "workerfile-connect-offsets",
+                    "workerfile-connect-status"} <= set(admin.list_topics())
+        finally:
+            admin.close()
+
+        items = list(generate_population(4, seed=1208, months=8))
+        expected = expected_files(items)
+        provision(kafka.bootstrap, "workerfile-connect-d", PARTITIONS)
+        worker = WorkerProcess(kafka.bootstrap, "workerfile-connect-d", tmp_path / "worker", partitions=PARTITIONS).start()
+        publish(kafka.bootstrap, items)
+        dsn = postgres_server.dsn("connect_rows_distributed")
+
+        def settled():
+            try:
+                rows = table(dsn)
+            except psycopg.errors.UndefinedTable:  # made by the sink with its first record
+                return False
+            files = {ssn: orjson.loads(row["file_json"]) for ssn, row in rows.items()}
+            return rows if {s: {k: v for k, v in f.items() if k != "version"} for s, f in files.items()} == expected \
+                else False
+        rows = wait_for(settled, 240, interval=2, what="the rows of the distributed worker's sink")
+        for ssn, row in rows.items():
+            file = orjson.loads(row["file_json"])
+            assert row == {**as_row(expected[ssn], file["version"]), "file_json": row["file_json"]}
+        with psycopg.connect(dsn) as conn:
+            kinds = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                      "WHERE table_name = 'worker_file_rows'").fetchall())
+        assert (kinds["birth_date"], kinds["training_hours"], kinds["file_json"]) == ("date", "bigint", "text")
+    finally:
+        if worker is not None:
+            worker.stop()
+        connect.stop()
+    assert not connect.is_running()
