@@ -64,6 +64,12 @@ class CodecError(ValueError):
     framing or the schema, never the content of the record."""
 
 
+class RegistryUnavailable(CodecError):
+    """The schema registry of a Confluent-framed value could not be asked (not reachable,
+    or a server error): the value itself may be fine, so a reader that can wait should
+    stop or retry rather than set the record aside."""
+
+
 # --- conversions between the JSON form and what fastavro reads and writes ------------------
 # A converter is None when the value is the same in both forms (the usual case), so that
 # only the paths that hold dates (and the event payload union) are walked.
@@ -397,6 +403,8 @@ class Wire:
             if err.status == 404:
                 self._unknown[schema_id] = time.monotonic()
                 raise CodecError(f"unknown schema id {schema_id}: not in the schema registry {client.url}") from None
+            if err.status is None or err.status >= 500:
+                raise RegistryUnavailable(f"cannot fetch schema id {schema_id}: {err}") from None
             raise CodecError(f"cannot fetch schema id {schema_id}: {err}") from None
         schema = self._by_id[schema_id] = _registered_schema(schema_id, answer)
         return schema

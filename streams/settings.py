@@ -14,6 +14,8 @@
 | WORKERFILE_PSEUDONYM_KEY_FILE | (none) | the secret key of the pseudonymised view; without it that view is not published |
 | WORKERFILE_API_TOKENS | (none) | the API's callers file (`workerfile token add`); without it the API answers 401 |
 | WORKERFILE_SERVICES | deploy/services.toml | the subsidy's parameters (`processors/services.py`); checked at start |
+| WORKERFILE_WIRE_FORMAT | single-object | what the worker writes: single-object or confluent (`streams/codec.py`); it reads both |
+| WORKERFILE_SCHEMA_REGISTRY_URL | (none) | the Confluent-compatible registry API, needed to write and to read the Confluent wire format |
 | WORKERFILE_ORGANISATIONS | (none) | the organisation registry (`processors/organisations.py`); without it sources are not checked (development mode, said in the log at start) |
 """
 

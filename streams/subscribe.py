@@ -143,6 +143,8 @@ def read_message(what: str, record) -> dict:
         raise Unreadable("a tombstone (no value): nothing is ever deleted on this topic")
     try:
         name, message = codec.decode(record.value)
+    except codec.RegistryUnavailable:  # the value may be fine: the caller tries it again
+        raise
     except codec.CodecError as err:
         raise Unreadable(f"undecodable value: {err}") from None
     if name != RECORD_OF[what]:
@@ -229,6 +231,12 @@ def subscribe(bootstrap: str, what: str, handle: Callable[[dict], None], group: 
                     where = f"{record.topic} partition {record.partition} offset {record.offset}"
                     try:
                         message = read_message(what, record)
+                    except codec.RegistryUnavailable as err:  # the value may be fine: commit nothing, try again
+                        stats.failures += 1
+                        failed = True
+                        _say(f"the record at {where} cannot be read now ({err}); trying it again in {wait:g} s")
+                        consumer.seek(tp, record.offset)
+                        break
                     except Unreadable as err:
                         rejected.add(record, str(err))
                         stats.rejected += 1

@@ -238,6 +238,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Local Kafka, topics, a worker, a published population, and one worker's file."""
     from workerfile.demo import run_demo
 
+    if not wire_ready("demo"):
+        return 2
     return run_demo(workers=args.workers, seed=args.seed, keep=args.keep, data_dir=args.data_dir)
 
 

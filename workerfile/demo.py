@@ -71,6 +71,18 @@ def run_demo(workers: int = 200, seed: int = 7, keep: bool = False, data_dir: st
         say("2/5 creating topics from deploy/topics.toml and the worker's changelog topics ...")
         for line in provision(kafka.bootstrap, APP_ID, PARTITIONS):
             say(f"    {line}")
+        wire = codec.wire()
+        if wire.wire_format == codec.CONFLUENT:  # WORKERFILE_WIRE_FORMAT=confluent: a registry of yours
+            from streams.schema_registry import RegistryError, register_value_schemas
+
+            say(f"    the Confluent wire format: registering the value schemas in {wire.registry_url}")
+            try:
+                for line in register_value_schemas(wire.client()):
+                    say(f"    {line}")
+                wire.prepare()
+            except (RegistryError, codec.CodecError) as err:
+                say(f"workerfile demo: schema registry: {err}")
+                return 2
         registry_path = base / "organisations.toml"
         registry_text = registry_toml(population_registry(seed))
         registry_path.write_text(registry_text, encoding="utf-8")

@@ -230,3 +230,27 @@ def test_an_independent_confluent_deserializer_reads_what_the_codec_writes(regis
     assert read["event_id"] == expected["event_id"] and read["ssn"] == expected["ssn"]
     assert read["payload"]["end_date"].isoformat() == expected["payload"]["end_date"]
     assert read["payload"]["reason"] == expected["payload"]["reason"]
+
+
+def test_a_registry_that_cannot_be_reached_is_not_a_bad_value(registered):
+    """Not reachable: RegistryUnavailable (a reader that can wait tries again, the
+    subscriber does), not the CodecError of a bad value that it would set aside."""
+    from collections import namedtuple
+
+    from streams.local_kafka import free_ports
+    from streams.subscribe import read_message
+
+    codec.configure("confluent", registered.url)
+    from tests.streams.test_subscribe_messages import service
+
+    data = codec.encode("ServiceEvent", service())
+    [closed] = free_ports(1)
+    codec.configure("single-object", f"http://127.0.0.1:{closed}/apis/ccompat/v7")
+    with pytest.raises(codec.RegistryUnavailable, match="not reachable"):
+        codec.decode(data)
+    record = namedtuple("Record", "topic partition offset key value")("worker-services", 0, 5, b"k", data)
+    with pytest.raises(codec.RegistryUnavailable):
+        read_message("services", record)
+    codec.configure("single-object", registered.url)  # back: the same value reads
+    assert read_message("services", record) == service()
+
