@@ -4,7 +4,7 @@
 PYTHON ?= python3
 STAMP := build/.installed
 
-.PHONY: demo test install kafka-jars registry-jars asyncapi-parser java-example bench rehearsal
+.PHONY: demo test install kafka-jars registry-jars connect-jars asyncapi-parser java-example bench rehearsal
 
 demo: install
 	$(PYTHON) -m workerfile.cli demo
@@ -12,7 +12,7 @@ demo: install
 test: install
 	$(PYTHON) -m pytest
 
-install: $(STAMP) kafka-jars registry-jars asyncapi-parser java-example
+install: $(STAMP) kafka-jars registry-jars connect-jars asyncapi-parser java-example
 
 # Python packages (the project, editable, with its test tools).
 $(STAMP): pyproject.toml
@@ -26,6 +26,10 @@ kafka-jars:
 # Apicurio Registry (the schema registry of the Confluent wire format), fetched by Maven once.
 registry-jars:
 	bash deploy/registry/registry.sh fetch
+
+# Kafka Connect, Debezium's JDBC sink and Apicurio's converter (deploy/connect/), fetched by Maven once.
+connect-jars:
+	bash deploy/connect/connect.sh fetch
 
 # The official AsyncAPI parser (npm, the exact versions of deploy/asyncapi/package-lock.json,
 # no install scripts) that the tests check docs/asyncapi.json with.

@@ -67,7 +67,7 @@ RELEASED_DIR = Path(__file__).parent / "released"
 FINGERPRINTS_PATH = RELEASED_DIR / "fingerprints.json"
 OUTPUT_MODELS: tuple[type[BaseModel], ...] = (
     outputs.WorkerFile, outputs.WorkerFileChange, outputs.ServiceEvent, outputs.RejectedEvent,
-    outputs.AccessLogEntry, outputs.OperatorCommand,
+    outputs.AccessLogEntry, outputs.OperatorCommand, outputs.WorkerFileRow,
 )
 TIMESTAMP_DOC = ("RFC 3339 timestamp with its UTC offset, e.g. 2026-03-01T09:00:00+08:00; a string "
                  "rather than an Avro timestamp so that the offset is kept exactly.")

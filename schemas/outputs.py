@@ -163,6 +163,41 @@ class WorkerFile(Frozen):
         "events rather than publish it."))
 
 
+class WorkerFileRow(Frozen):
+    """Published on `worker-file-rows` next to every file on `worker-files` (same key, same
+    tombstones; issue #12): one flat row per worker for relational sinks such as Kafka
+    Connect's JDBC sink (deploy/connect/). The figures a BI tool groups and sums are scalar
+    columns; the whole file is `file_json`. Only strings, numbers and dates (no enums, no
+    nested records), so that the schema is one self-contained record that a schema
+    registry holds without references, and every column maps to a plain SQL type.
+    Derived from the published file by `processors.rows.file_row`."""
+
+    ssn: str
+    version: int = Field(description="the version of the file (WorkerFile.version, its change event's)")
+    birth_date: dt.date
+    sex: str = Field(description="male or female")
+    region: str | None = Field(None, description=(
+        "the region of the worker's card, else of the latest open employment (the rule of the region column of "
+        "`workerfile sink`), else null"))
+    province: str | None = Field(None, description="the province of `region`: its first two digits and 0000")
+    highest_skill_level: str | None = Field(None, description="WorkerFile.highest_skill_level (a SkillLevel symbol)")
+    current_employer: str | None = Field(None, description="the first of WorkerFile.current_employers (sorted), or null")
+    current_employers: int = Field(description="how many open employments with distinct employers")
+    employments: int = Field(description="employments ever, open or ended")
+    training_hours: int
+    trainings_completed: int
+    certificates: int = Field(description="certificates not revoked")
+    insurance_active_schemes: int = Field(description="insurance schemes whose status is active")
+    pension_months: int = Field(description="months contributed to the pension scheme")
+    subsidy_grants: int = Field(description="skill-upgrade subsidy grants, any status")
+    subsidy_paid_cny: int = Field(description="CNY paid on the grants (the winning organisation's payments)")
+    open_notices: int
+    issues: int
+    applied_events: int
+    file_json: str = Field(description="the whole WorkerFile as published on worker-files, as JSON text (dates "
+                                       "YYYY-MM-DD)")
+
+
 FileSection = Literal[
     "aliases", "card", "employments", "current_employers", "trainings", "training_hours",
     "certificates", "highest_skill_level", "insurance", "honors", "services", "issues", "applied_events",

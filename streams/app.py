@@ -382,7 +382,8 @@ class FaustPublisher:
 
     async def send(self, record):
         await self.topic_of(record.topic)
-        return await self.producer.send(record.topic, record.key, record.value, None, None, None)
+        headers = list(record.headers) if record.headers else None
+        return await self.producer.send(record.topic, record.key, record.value, None, None, headers)
 
 
 class StateTable:

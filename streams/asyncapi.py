@@ -27,6 +27,7 @@ import orjson
 from processors.views import View
 from schemas.avro import SCHEMA_DIR, load_schemas, schema_fingerprint
 from schemas.outputs import ChangedSection, WorkerFile
+from streams.codec import ROW_ARTIFACT, ROW_GROUP, ROW_RECORD
 from streams.access import load_views
 from streams.topics import APP_TABLES, TOPICS_TOML, changelog_topic
 
@@ -39,7 +40,7 @@ PROFILES = ("local", "cluster")
 SSN_PATTERN = "^[0-9]{17}[0-9X]$"
 PSEUDONYM_PATTERN = "^[0-9a-f]{64}$"
 TOPIC_FIELDS = ("description", "value", "key", "tombstones", "written_by", "workerfile")
-VALUE_KINDS = ("view", "internal")  # besides the name of an Avro record
+VALUE_KINDS = ("view", "internal", "row")  # besides the name of an Avro record
 SCHEMA_REF = "#/components/schemas/{model}"
 
 PARTITIONER = (
@@ -139,6 +140,8 @@ def build_asyncapi(topics_path: Path = TOPICS_TOML, views_path: Path = VIEWS_TOM
             names += _view_messages(view, messages, spec["key"], component_schemas)
         elif spec["value"] == "internal":
             names.append(_internal_message(topic, messages, spec["key"]))
+        elif spec["value"] == "row":
+            names.append(_row_message(schemas, messages, spec["key"]))
         else:
             names.append(_avro_message(spec["value"], schemas, messages, spec["key"]))
             if spec["value"] == "Event":
@@ -274,6 +277,23 @@ def _avro_message(name: str, schemas: dict, messages: dict, key: str) -> str:
         "bindings": _key_binding(key),
     }
     return message_name
+
+
+def _row_message(schemas: dict, messages: dict, key: str) -> str:
+    """The flat row of a file on worker-file-rows, for Kafka Connect (deploy/connect/): the
+    plain Avro body, its writer schema named in Apicurio's record headers."""
+    messages[ROW_RECORD] = {
+        "name": ROW_RECORD, "title": ROW_RECORD,
+        "contentType": "application/octet-stream",
+        "description": ("The plain Avro binary body of the schema below (no framing bytes); the writer schema is "
+                        f"named in the record's headers as Apicurio Registry's converter reads them: group "
+                        f"{ROW_GROUP}, artifact {ROW_ARTIFACT}, version = the schema's fingerprint "
+                        "(`workerfile connect register` puts every version into the registry)."),
+        "x-framing": "apicurio-headers",
+        "payload": {"schemaFormat": AVRO_FORMAT, "schema": schemas[ROW_RECORD]},
+        "bindings": _key_binding(key),
+    }
+    return ROW_RECORD
 
 
 def _internal_message(topic: str, messages: dict, key: str) -> str:

@@ -460,3 +460,69 @@ def prepare() -> Wire:
     format, looks up the schema ids now, so no record waits for the registry and a missing
     registration stops the process at start. Raises CodecError."""
     return wire().prepare()
+
+
+# --- worker-file-rows: the Avro body alone, its schema named in Apicurio's headers ---------
+# The flat rows (schemas.outputs.WorkerFileRow) are read by Kafka Connect with Apicurio
+# Registry's AvroConverter (deploy/connect/). That converter finds a value's schema either
+# in a prefix of the value (a magic byte and an id the registry assigned) or, when the
+# record's headers name one, in the headers — then the value is the plain Avro body. The
+# worker cannot know a registry's ids without asking it, so it names the schema by
+# coordinates the registry is given beforehand (`workerfile connect register`):
+#   apicurio.value.groupId    = "workerfile"
+#   apicurio.value.artifactId = "cn.workerfile.WorkerFileRow"
+#   apicurio.value.version    = the schema's fingerprint in hex, as in fingerprints.json
+# So the worker needs no registry, and the bytes are the same with or without one.
+
+ROW_RECORD = "WorkerFileRow"
+ROW_GROUP = "workerfile"
+ROW_ARTIFACT = f"{NAMESPACE}.{ROW_RECORD}"
+HEADER_GROUP = "apicurio.value.groupId"
+HEADER_ARTIFACT = "apicurio.value.artifactId"
+HEADER_VERSION = "apicurio.value.version"
+
+
+def row_version(schema: Schema) -> str:
+    """The registry version under which a WorkerFileRow schema is registered: its fingerprint (hex)."""
+    return schema.fingerprint.hex()
+
+
+def row_headers() -> tuple[tuple[str, bytes], ...]:
+    """The headers of every value written with the current WorkerFileRow schema."""
+    return ((HEADER_GROUP, ROW_GROUP.encode()), (HEADER_ARTIFACT, ROW_ARTIFACT.encode()),
+            (HEADER_VERSION, row_version(_current(ROW_RECORD)).encode()))
+
+
+def encode_row(row: dict) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+    """A WorkerFileRow in its JSON form as (the plain Avro body, the headers naming its schema)."""
+    schema = _current(ROW_RECORD)
+    record = avro_record(ROW_RECORD, row)
+    body = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(body, schema.parsed, record)
+    except Exception as err:
+        raise CodecError(f"cannot encode {ROW_RECORD}: {_where_invalid(schema, record, err)}") from None
+    return body.getvalue(), row_headers()
+
+
+def decode_row(data: bytes, headers) -> dict:
+    """A `worker-file-rows` value and its headers ((name, bytes) pairs) -> the row's JSON form,
+    resolved to the current schema. Raises CodecError."""
+    found = {name: bytes(value) for name, value in headers or () if value is not None}
+    if found.get(HEADER_GROUP) != ROW_GROUP.encode() or found.get(HEADER_ARTIFACT) != ROW_ARTIFACT.encode():
+        raise CodecError(f"not a {ROW_RECORD}: the headers {HEADER_GROUP} / {HEADER_ARTIFACT} do not name it")
+    try:
+        writer = WRITER_SCHEMAS.get(bytes.fromhex(found.get(HEADER_VERSION, b"").decode("ascii")))
+    except ValueError:
+        writer = None
+    if writer is None or writer.name != ROW_RECORD:
+        raise CodecError(f"unknown {ROW_RECORD} schema version {found.get(HEADER_VERSION)!r}")
+    reader = _current(ROW_RECORD)
+    body = io.BytesIO(bytes(data))
+    try:
+        record = fastavro.schemaless_reader(body, writer.parsed, None if writer is reader else reader.parsed)
+    except Exception as err:
+        raise CodecError(f"corrupt or truncated Avro body of {ROW_RECORD}: {type(err).__name__}") from None
+    if body.tell() != len(data):
+        raise CodecError(f"{len(data) - body.tell()} bytes left after the {ROW_RECORD} record")
+    return reader.to_json(record) if reader.to_json is not None else record

@@ -23,12 +23,13 @@ from processors.fold import (
 from schemas.identity import mask_ssn
 from processors.intake import Rejection, validate_event
 from processors.organisations import Organisations
+from processors.rows import file_row
 from processors.views import View, view_records
 from schemas.events import Envelope
 from streams import codec
 from streams.topics import (
-    OPERATOR_COMMANDS, REJECTED_EVENTS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILES,
-    WORKER_SERVICES,
+    OPERATOR_COMMANDS, REJECTED_EVENTS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILE_ROWS,
+    WORKER_FILES, WORKER_SERVICES,
 )
 
 
@@ -49,6 +50,7 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()  # only on worker-file-rows (streams.codec.row_headers)
 
 
 @dataclass
@@ -223,12 +225,20 @@ def publish_file(out: Folded, applied: list[str], audiences: Audiences | None,
     changed = record_change(state, file)
     key = state.ssn.encode()
     if changed:
-        out.records.append(Output(WORKER_FILES, key, codec.encode("WorkerFile", {**file, "version": state.version})))
+        published = {**file, "version": state.version}
+        out.records.append(Output(WORKER_FILES, key, codec.encode("WorkerFile", published)))
+        out.records.append(row_record(key, published))
         change = {"ssn": state.ssn, "version": state.version, "changed_sections": changed, "event_ids": applied}
         out.records.append(Output(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change)))
         out.records.extend(view_output(state.ssn, file, changed, state, audiences))
     for service in new_service_events(state, file):
         out.grants.append((service["service_id"], service["status"], service))
+
+
+def row_record(key: bytes, published: dict) -> Output:
+    """The `worker-file-rows` record of a published file: its flat row (processors.rows)."""
+    value, headers = codec.encode_row(file_row(published))
+    return Output(WORKER_FILE_ROWS, key, value, headers)
 
 
 def service_record(service: dict, status_before: str | None) -> Output:
@@ -276,10 +286,11 @@ def audit_record(ssn: str, command: dict, detail: str) -> Output:
 
 def file_gone(state: WorkerState, section: str, audiences: Audiences | None) -> list[Output]:
     """Tombstones of a file that is gone (erased, or merged into another), on every
-    record topic: worker-files and every view; and a change event saying why."""
+    record topic: worker-files, worker-file-rows and every view; and a change event saying why."""
     key = state.ssn.encode()
     change = {"ssn": state.ssn, "version": state.version + 1, "changed_sections": [section], "event_ids": []}
-    return [Output(WORKER_FILES, key, None), *view_output(state.ssn, None, [], state, audiences),
+    return [Output(WORKER_FILES, key, None), Output(WORKER_FILE_ROWS, key, None),
+            *view_output(state.ssn, None, [], state, audiences),
             Output(WORKER_FILE_CHANGES, key, codec.encode("WorkerFileChange", change))]
 
 

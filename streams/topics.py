@@ -22,6 +22,8 @@ from streams.kafka_security import KafkaSecurity, or_env
 # the event topics are the event catalogue's (schemas/events.py: TOPIC_OF_TYPE)
 TRAINING_EVENTS, EMPLOYMENT_EVENTS, INSURANCE_EVENTS, CERTIFICATION_EVENTS = EVENT_TOPICS
 WORKER_FILES = "worker-files"
+# The flat row of every file, for relational sinks (Kafka Connect): same key, same tombstones.
+WORKER_FILE_ROWS = "worker-file-rows"
 WORKER_FILE_CHANGES = "worker-file-changes"
 WORKER_SERVICES = "worker-services"
 REJECTED_EVENTS = "rejected-events"

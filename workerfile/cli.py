@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -265,6 +266,33 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return run(args.file, broker=args.broker, event_type=args.type, source=args.source, encoding=args.encoding,
                format=args.format, partial=args.partial, dry_run=args.dry_run, out=sys.stdout.buffer, err=sys.stderr,
                security=security, timeout=args.timeout)
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Kafka Connect into PostgreSQL (deploy/connect/): register the row schemas in Apicurio
+    Registry, or create/update the sink connector of a distributed Connect cluster."""
+    from sinks.connect import SINK_JSON, ConnectError, ConnectRest, register_row_schemas
+
+    try:
+        if args.action == "register":
+            if not args.registry:
+                print("workerfile connect register: give the registry with --registry URL "
+                      "(or WORKERFILE_CONNECT_REGISTRY_URL)", file=sys.stderr)
+                return 2
+            for line in register_row_schemas(args.registry):
+                print(line)
+            return 0
+        rest = ConnectRest(args.connect)
+        config = json.loads(SINK_JSON.read_text(encoding="utf-8"))
+        answer = rest.put_config(config, config["name"])
+        print(f"connector {answer.get('name', config['name'])}: config put on {rest.url}")
+        status = rest.wait_running(config["name"], timeout=args.timeout)
+        print(f"connector {config['name']}: {status['connector']['state']}, "
+              f"{len(status['tasks'])} task(s) {', '.join(t['state'] for t in status['tasks'])}")
+        return 0
+    except ConnectError as err:
+        print(f"workerfile connect {args.action}: {err}", file=sys.stderr)
+        return 1
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -705,6 +733,19 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--once", action="store_true", help="read up to the current end of the topic, then exit")
     sink.add_argument("--batch-size", type=int, default=500, help="most records per database transaction")
     sink.set_defaults(func=cmd_sink)
+    connect = sub.add_parser("connect", help="Kafka Connect into PostgreSQL (deploy/connect/): register the "
+                                              "row schemas, or deploy the sink connector on a Connect cluster")
+    connect.add_argument("action", choices=("register", "deploy"),
+                         help="register: every WorkerFileRow schema into Apicurio Registry (what the connector's "
+                              "AvroConverter reads); deploy: PUT deploy/connect/worker-file-rows-sink.json on a "
+                              "distributed Connect cluster and wait until it runs")
+    connect.add_argument("--registry", default=os.environ.get("WORKERFILE_CONNECT_REGISTRY_URL") or None,
+                         help="Apicurio Registry: its root http://HOST:PORT or its API .../apis/registry/v2 "
+                              "(env WORKERFILE_CONNECT_REGISTRY_URL)")
+    connect.add_argument("--connect", default=os.environ.get("WORKERFILE_CONNECT_URL", "http://127.0.0.1:8083"),
+                         help="Connect's REST API (env WORKERFILE_CONNECT_URL, default http://127.0.0.1:8083)")
+    connect.add_argument("--timeout", type=float, default=120.0, help="deploy: seconds to wait until it runs")
+    connect.set_defaults(func=cmd_connect)
     stats_parser(sub)
     token_parser(sub)
     admin_parser(sub)

@@ -116,6 +116,22 @@ def test_insurance_bureau_reads_its_views_but_not_worker_files(secured):
         p.close()
 
 
+def test_kafka_connect_reads_the_flat_rows_only(secured):
+    publish_as_admin(secured, "worker-file-rows", b"a flat row")
+    publish_as_admin(secured, "worker-files", b"a whole file")
+    record = read_one(secured, "connect", "worker-file-rows", group="connect-worker-file-rows-sink")
+    assert record is not None and record.value == b"a flat row"
+    assert read_one(secured, "connect", "worker-files", timeout_ms=3000) is None
+    with pytest.raises(GroupAuthorizationFailedError):
+        read_one(secured, "connect", "worker-file-rows", group="someone-elses-group")
+    p = producer(secured, "connect")
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            p.send("worker-file-rows", key=b"ssn", value=b"forged row").get(timeout=15)
+    finally:
+        p.close()
+
+
 def test_whole_files_reach_the_operators_sinks_and_integrators_only_see_pseudonyms(secured):
     publish_as_admin(secured, "worker-files", b"a whole file")
     publish_as_admin(secured, "worker-view-pseudonymised", b"a pseudonymised view")

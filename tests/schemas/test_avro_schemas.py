@@ -61,6 +61,16 @@ RELEASED_FINGERPRINTS = {
         "WorkerFile": "44b46d3e3e42fd99",
         "WorkerFileChange": "71e50b51796d15fe",
     },
+    "5": {  # issue #12: WorkerFileRow, the flat row of worker-file-rows (Kafka Connect)
+        "AccessLogEntry": "1bd6b492ad3e88fd",
+        "Event": "44ad35a50c3ba542",
+        "OperatorCommand": "2319ed6b9e020bfa",
+        "RejectedEvent": "aa866c8b5d1ba751",
+        "ServiceEvent": "356cd7adb27c07e5",
+        "WorkerFile": "44b46d3e3e42fd99",
+        "WorkerFileChange": "71e50b51796d15fe",
+        "WorkerFileRow": "ce378b02835bddf5",
+    },
 }
 
 
@@ -97,7 +107,7 @@ def test_generation_is_deterministic():
 # --- the schema set: every named type defined once ---------------------------------------------
 
 WIRE_RECORDS = ["AccessLogEntry", "Event", "OperatorCommand", "RejectedEvent", "ServiceEvent", "WorkerFile",
-                "WorkerFileChange"]
+                "WorkerFileChange", "WorkerFileRow"]
 
 
 def _definitions_in(schema, found: list[str]) -> None:

@@ -25,6 +25,7 @@ from processors.batch import fold_lines
 from processors.derive import changed_sections, new_service_events
 from processors.fold import state_to_bytes
 from processors.intake import validate_event
+from processors.rows import file_row
 from schemas.avro import (
     FINGERPRINTS_PATH, NAMESPACE, SCHEMA_DIR, load_definitions, load_schemas, released_folders, released_versions,
     render,
@@ -143,6 +144,8 @@ def samples() -> dict[str, list[dict]]:
                               "event_ids": ["e1", "e2"]} for f in files[:3]]
                             + [{"ssn": files[0]["ssn"], "version": 3, "changed_sections": ["erased"], "event_ids": []}],
         "ServiceEvent": grants[:4],
+        # single-object encoded here like the others (on worker-file-rows it is the plain body)
+        "WorkerFileRow": [file_row({**f, "version": n + 1}) for n, f in enumerate(files[:4])],
         "RejectedEvent": batch.rejects[:6],
         "AccessLogEntry": [{"ssn": files[0]["ssn"], "at": at, "caller": "社保局", "audience": "social_insurance",
                             "org": "11440300007542610F", "action": "read_file", "purpose": "benefit-review",

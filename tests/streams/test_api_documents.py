@@ -8,7 +8,8 @@ import json
 from schemas.avro import SCHEMA_DIR, load_schemas
 from streams import asyncapi, openapi
 from streams.topics import (
-    EVENT_TOPICS, REJECTED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES,
+    EVENT_TOPICS, REJECTED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILE_ROWS, WORKER_FILES,
+    WORKER_SERVICES,
 )
 
 
@@ -40,7 +41,7 @@ def test_asyncapi_describes_every_contract_topic_with_its_avro_schema():
     doc = json.loads(asyncapi.ASYNCAPI_PATH.read_text())
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"]: c for c in doc["channels"].values()}
-    assert set(addresses) >= {*EVENT_TOPICS, WORKER_FILES, WORKER_FILE_CHANGES, WORKER_SERVICES, REJECTED_EVENTS,
+    assert set(addresses) >= {*EVENT_TOPICS, WORKER_FILES, WORKER_FILE_ROWS, WORKER_FILE_CHANGES, WORKER_SERVICES, REJECTED_EVENTS,
                               WORKER_ACCESS_LOG, "worker-view-social-insurance", "worker-view-pseudonymised",
                               "worker-view-training.{org}", "{appId}-worker-state-changelog"}
     committed = load_schemas(SCHEMA_DIR)

@@ -462,3 +462,42 @@ def test_access_log_entries_and_operator_commands_round_trip(folded_population):
                "state": state}
     name, decoded = decode(encode("OperatorCommand", command))
     assert name == "OperatorCommand" and decoded == command and decoded["state"] == state
+
+
+# --- worker-file-rows: the plain Avro body, the schema named in the headers ---------------
+
+def _row() -> dict:
+    from tests.processors.test_rows import a_file
+    from processors.rows import file_row
+
+    return file_row(a_file())
+
+
+def test_a_row_is_the_plain_avro_body_that_any_avro_reader_reads_with_the_named_schema():
+    import io
+
+    import fastavro
+
+    row = _row()
+    value, headers = codec.encode_row(row)
+    assert value[:2] != codec.MARKER  # no single-object prefix: Apicurio's converter reads the body as it is
+    named = dict(headers)
+    assert named["apicurio.value.groupId"] == b"workerfile"
+    assert named["apicurio.value.artifactId"] == b"cn.workerfile.WorkerFileRow"
+    schema = codec.WRITER_SCHEMAS[bytes.fromhex(named["apicurio.value.version"].decode())]
+    assert schema.name == "WorkerFileRow"
+    plain = fastavro.schemaless_reader(io.BytesIO(value), fastavro.parse_schema(
+        fastavro.schema.load_schema("schemas/avro/cn.workerfile.WorkerFileRow.avsc")))
+    assert plain["ssn"] == row["ssn"] and plain["birth_date"].isoformat() == row["birth_date"]
+    assert codec.decode_row(value, headers) == row
+
+
+def test_a_row_without_its_headers_or_with_an_unknown_version_is_refused():
+    value, headers = codec.encode_row(_row())
+    with pytest.raises(codec.CodecError, match="do not name it"):
+        codec.decode_row(value, [])
+    other = [(k, b"00" * 8 if k == "apicurio.value.version" else v) for k, v in headers]
+    with pytest.raises(codec.CodecError, match="unknown WorkerFileRow schema version"):
+        codec.decode_row(value, other)
+    with pytest.raises(codec.CodecError):
+        codec.decode_row(value[:-3], headers)

@@ -11,7 +11,10 @@ from processors.intake import validate_event
 from schemas.outputs import WorkerFileChange
 from streams import codec
 from streams.handler import Origin, fold_batch, intake_message, load_state, service_record
-from streams.topics import REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES
+from processors.rows import file_row
+from streams.topics import (
+    REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILE_ROWS, WORKER_FILES, WORKER_SERVICES,
+)
 
 SSN = make_ssn("11010519800101001")
 ORG = make_org_code("91440300192203821")
@@ -75,8 +78,8 @@ def test_fold_batch_publishes_file_and_change_then_nothing_for_a_duplicate():
     state = load_state(SSN, {}.get)
     first = fold_batch(state, [folded_input(contribution("c1", "2025-01"))])
     topics = [r.topic for r in first.records]
-    assert topics == [WORKER_FILES, WORKER_FILE_CHANGES]
-    _, change = codec.decode(first.records[1].value)
+    assert topics == [WORKER_FILES, WORKER_FILE_ROWS, WORKER_FILE_CHANGES]
+    _, change = codec.decode(first.records[2].value)
     assert change["version"] == 1 and change["event_ids"] == ["c1"]
     _, file = codec.decode(first.records[0].value)
     assert file["version"] == 1  # the file is tied to its change event (ssn, version)
@@ -150,3 +153,19 @@ def test_fold_batch_publishes_the_views_the_change_touches_and_pseudonymised_key
     unkeyed = fold_batch(load_state(SSN, {}.get), [folded_input(contribution("e1", "2025-01"))],
                          Audiences(views=load_views(), pseudonym_key=None))
     assert {r.topic for r in unkeyed.records if r.topic.startswith("worker-view-")} == {"worker-view-social-insurance"}
+
+
+def test_every_published_file_has_its_flat_row_next_to_it_with_the_headers_naming_its_schema():
+    first = fold_batch(load_state(SSN, {}.get), [folded_input(contribution("c1", "2025-01", "pension"))])
+    second = fold_batch(first.state, [folded_input(contribution("c2", "2025-02", "pension"))])
+    for out in (first, second):
+        [file_record] = [r for r in out.records if r.topic == WORKER_FILES]
+        [row_record] = [r for r in out.records if r.topic == WORKER_FILE_ROWS]
+        assert row_record.key == file_record.key == SSN.encode() and file_record.headers == ()
+        _, file = codec.decode(file_record.value)
+        assert dict(row_record.headers) == {"apicurio.value.groupId": b"workerfile",
+                                            "apicurio.value.artifactId": b"cn.workerfile.WorkerFileRow",
+                                            "apicurio.value.version": codec.CURRENT["WorkerFileRow"].fingerprint.hex().encode()}
+        row = codec.decode_row(row_record.value, row_record.headers)
+        assert row == file_row(file)
+    assert row["version"] == 2 and row["pension_months"] == 2 and row["insurance_active_schemes"] == 1

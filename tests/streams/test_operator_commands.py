@@ -16,7 +16,7 @@ from streams.handler import (
     Audiences, Marker, Origin, apply_command, fold_batch, intake_message, load_state, redirected,
 )
 from streams.topics import (
-    OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILES,
+    OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_ACCESS_LOG, WORKER_FILE_CHANGES, WORKER_FILE_ROWS, WORKER_FILES,
 )
 
 OLD = make_ssn("11010519800101001")  # registered twice: this number is merged away
@@ -62,6 +62,7 @@ def test_erasing_a_file_leaves_tombstones_everywhere_and_an_audit_line():
     out, marker = apply_command(state, None, command("erase", OLD), AUDIENCES)
     topics = by_topic(out.records)
     assert [r.value for r in topics[WORKER_FILES]] == [None]
+    assert [(r.key, r.value) for r in topics[WORKER_FILE_ROWS]] == [(OLD.encode(), None)]  # the row is deleted too
     views = [r for r in out.records if r.topic.startswith("worker-view-")]
     assert {r.topic for r in views} == {"worker-view-social-insurance", "worker-view-pseudonymised",
                                         f"worker-view-training.{SCHOOL}"}
@@ -94,6 +95,7 @@ def test_merging_sends_the_state_on_and_redirects_later_events():
     out, marker = apply_command(old_state, None, command("merge", OLD, NEW), AUDIENCES)
     topics = by_topic(out.records)
     assert [r.value for r in topics[WORKER_FILES]] == [None] and marker.merged_into == NEW
+    assert [r.value for r in topics[WORKER_FILE_ROWS]] == [None]
     _, change = codec.decode(topics[WORKER_FILE_CHANGES][0].value)
     assert WorkerFileChange.model_validate(change).changed_sections == ["merged"]
     [onward] = topics[OPERATOR_COMMANDS]
