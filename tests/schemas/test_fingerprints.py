@@ -21,7 +21,8 @@ from streams.topics import EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS
 # What each topic's values are written with (the pipeline's own topics and the event topics,
 # which the producer, `workerfile emit` and POST /events write with the current Event): the
 # Avro topics of deploy/topics.toml, as the AsyncAPI document names them.
-PIPELINE_TOPICS = asyncapi.avro_topics()
+# every Avro topic, and the rows of worker-file-rows (the plain body, its schema named in headers)
+PIPELINE_TOPICS = {**asyncapi.avro_topics(), "worker-file-rows": codec.ROW_RECORD}
 
 
 def crc64_avro(data: bytes) -> int:
