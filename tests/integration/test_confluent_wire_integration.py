@@ -10,6 +10,7 @@ reason naming the variable, and goes on."""
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import json
 import os
@@ -103,7 +104,7 @@ def wait_files(bootstrap: str, expected: dict[str, dict]) -> None:
                     f"{sum(1 for s in expected if s in got and got[s] != expected[s])} differing")
 
 
-def test_the_whole_pipeline_in_the_confluent_wire_format(kafka, schema_registry, tmp_path):
+def test_the_whole_pipeline_in_the_confluent_wire_format(kafka, schema_registry, java_consumer, tmp_path):
     registry = schema_registry
     app_id = "workerfile-confluent"
     done = cli("topics", "--broker", kafka.bootstrap, "--app-id", app_id, "--partitions", str(PARTITIONS),
@@ -161,6 +162,15 @@ def test_the_whole_pipeline_in_the_confluent_wire_format(kafka, schema_registry,
     assert subscribed.returncode == 0, subscribed.stderr
     printed = [json.loads(line) for line in subscribed.stdout.splitlines() if line.strip()]
     assert sum(1 for m in printed if m["service"] == "skill_upgrade_subsidy" and m["status"] == "offered") == grants
+    # The Java consumer example (examples/java/) with the registry prints the same lines.
+    for what in ("services", "changes"):
+        python = cli("subscribe", what, "--broker", kafka.bootstrap, "--once", "--json", "--group",
+                     f"py-{what}", env=reader_env)
+        assert python.returncode == 0, python.stderr
+        java = java_consumer.run(what, "--broker", kafka.bootstrap, "--once", "--json", "--group", f"java-{what}",
+                                 "--registry", registry.url)
+        assert java.returncode == 0, java.stderr[-3000:]
+        assert java.lines and collections.Counter(java.lines) == collections.Counter(python.stdout.splitlines())
     db = str(tmp_path / "files.sqlite3")
     sunk = cli("sink", "sqlite", "--broker", kafka.bootstrap, "--db", db, "--once", env=reader_env)
     assert sunk.returncode == 0, sunk.stderr
