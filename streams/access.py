@@ -35,7 +35,9 @@ class AccessConfigError(ValueError):
 
 
 def load_views(path: str | os.PathLike | None = None) -> dict[str, View]:
-    path = Path(path or os.environ.get("WORKERFILE_VIEWS") or VIEWS_TOML)
+    """The views of `path` (None: deploy/views.toml; the worker's comes from
+    StreamSettings.views, WORKERFILE_VIEWS)."""
+    path = Path(path or VIEWS_TOML)
     try:
         with path.open("rb") as fh:
             return views_from_config(tomllib.load(fh))
@@ -44,8 +46,8 @@ def load_views(path: str | os.PathLike | None = None) -> dict[str, View]:
 
 
 def load_pseudonym_key(path: str | os.PathLike | None = None) -> bytes | None:
-    """The pseudonym key from its file (WORKERFILE_PSEUDONYM_KEY_FILE), or None if none is set."""
-    path = path or os.environ.get("WORKERFILE_PSEUDONYM_KEY_FILE")
+    """The pseudonym key from its file (the worker's: StreamSettings.pseudonym_key_file,
+    WORKERFILE_PSEUDONYM_KEY_FILE), or None if none is given."""
     if not path:
         return None
     try:

@@ -641,7 +641,8 @@ def token_parser(sub) -> None:
     add.add_argument("--audience", required=True, help="a view of deploy/views.toml, e.g. social_insurance")
     add.add_argument("--org", help="the caller's unified social credit code (the `source` it may send)")
     add.add_argument("--ssn", help="the worker audience: the one SSN this caller may read")
-    add.add_argument("--views", default=None, help="the views config (env WORKERFILE_VIEWS; default deploy/views.toml)")
+    add.add_argument("--views", default=os.environ.get("WORKERFILE_VIEWS") or None,
+                     help="the views config (env WORKERFILE_VIEWS; default deploy/views.toml)")
     add.set_defaults(func=cmd_token_add)
     key = actions.add_parser("key", help="write a new random pseudonym key file")
     key.add_argument("file")

@@ -10,6 +10,7 @@ import pytest
 from streams.access import (
     AccessConfigError, Callers, add_caller, hash_token, load_pseudonym_key, load_views, write_pseudonym_key,
 )
+from streams.settings import StreamSettings
 from tests.conftest import SCHOOL, SSN_A, SSN_C, SSN_C_LEGACY
 
 
@@ -86,6 +87,6 @@ def test_the_pseudonym_key_file(tmp_path, monkeypatch):
     with pytest.raises(AccessConfigError, match="at least 32 bytes"):
         load_pseudonym_key(tmp_path / "short.key")
     monkeypatch.delenv("WORKERFILE_PSEUDONYM_KEY_FILE", raising=False)
-    assert load_pseudonym_key(None) is None
-    monkeypatch.setenv("WORKERFILE_PSEUDONYM_KEY_FILE", str(path))
-    assert load_pseudonym_key(None) == key
+    assert load_pseudonym_key(StreamSettings.from_env().pseudonym_key_file) is None
+    monkeypatch.setenv("WORKERFILE_PSEUDONYM_KEY_FILE", str(path))  # read with the worker's other settings
+    assert load_pseudonym_key(StreamSettings.from_env().pseudonym_key_file) == key
