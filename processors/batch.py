@@ -20,10 +20,7 @@ import orjson
 
 from processors.services import DEFAULT_RULES, SubsidyRules
 from processors.derive import derive_file
-from processors.fold import (
-    ACCEPTED, ACCEPTED_OUTCOME, DUPLICATE, DUPLICATE_OUTCOME, WorkerState, fold_event, fold_record, make_record,
-    new_state,
-)
+from processors.fold import WorkerState, fold_event, fold_record, make_record, new_state, tally
 from processors.intake import Rejection, fast_json_line, fast_json_lines, now_us, parse_json_line
 from processors.organisations import Organisations
 
@@ -69,12 +66,9 @@ class BatchFold:
         if state is None:
             state = self.states[ssn] = new_state(ssn, check_sources=self.organisations is not None)
         outcome = fold_record(state, event_id, None, make_record(kind, ssn, occurred, source, corrects, payload))
-        if outcome.status == ACCEPTED:
-            self.counts.accepted += 1
-        elif outcome.status == DUPLICATE:
-            self.counts.duplicates += 1
-        else:
-            return self._reject(outcome.rejection, line, line_no, file, event_id)
+        rejection = tally(self.counts, outcome)
+        if rejection is not None:
+            return self._reject(rejection, line, line_no, file, event_id)
         return outcome.status
 
     def take_lines(self, lines: Iterable[str | bytes], file: str | None = None) -> None:
@@ -99,29 +93,19 @@ class BatchFold:
     def _take_chunk(self, numbers: list[int], lines: list[str | bytes], file: str | None) -> None:
         checked = fast_json_lines(lines, now_us(self.now), self.organisations)
         records = [None if fast is None else make_record(*fast[1:]) for fast in checked]
-        states = self.states
-        read = accepted = duplicates = 0
-        try:
-            for line_no, line, fast, record in zip(numbers, lines, checked, records):
-                if fast is None:
-                    self._take_slow(line, line_no, file)
-                    continue
-                read += 1
-                event_id, ssn = fast[0], fast[2]
-                state = states.get(ssn)
-                if state is None:
-                    state = states[ssn] = new_state(ssn, check_sources=self.organisations is not None)
-                outcome = fold_record(state, event_id, None, record)
-                if outcome is ACCEPTED_OUTCOME:
-                    accepted += 1
-                elif outcome is DUPLICATE_OUTCOME:
-                    duplicates += 1
-                else:
-                    self._reject(outcome.rejection, line, line_no, file, event_id)
-        finally:
-            self.counts.read += read
-            self.counts.accepted += accepted
-            self.counts.duplicates += duplicates
+        states, counts = self.states, self.counts
+        for line_no, line, fast, record in zip(numbers, lines, checked, records):
+            if fast is None:
+                self._take_slow(line, line_no, file)
+                continue
+            counts.read += 1
+            event_id, ssn = fast[0], fast[2]
+            state = states.get(ssn)
+            if state is None:
+                state = states[ssn] = new_state(ssn, check_sources=self.organisations is not None)
+            rejection = tally(counts, fold_record(state, event_id, None, record))
+            if rejection is not None:
+                self._reject(rejection, line, line_no, file, event_id)
 
     def _take_slow(self, line: str | bytes, line_no: int, file: str | None) -> str:
         """`take_line` the reference way: every line the fast path does not accept."""
@@ -133,12 +117,9 @@ class BatchFold:
         if state is None:
             state = self.states[event.ssn] = new_state(event.ssn, check_sources=self.organisations is not None)
         outcome = fold_event(state, event)
-        if outcome.status == ACCEPTED:
-            self.counts.accepted += 1
-        elif outcome.status == DUPLICATE:
-            self.counts.duplicates += 1
-        else:
-            return self._reject(outcome.rejection, line, line_no, file, event.event_id)
+        rejection = tally(self.counts, outcome)
+        if rejection is not None:
+            return self._reject(rejection, line, line_no, file, event.event_id)
         return outcome.status
 
     def _reject(self, rejection: Rejection, line, line_no: int, file: str | None, event_id: str | None) -> str:

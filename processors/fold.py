@@ -360,6 +360,19 @@ ACCEPTED_OUTCOME = Outcome(ACCEPTED)
 DUPLICATE_OUTCOME = Outcome(DUPLICATE)
 
 
+def tally(counts, outcome: Outcome) -> Rejection | None:
+    """Count an accepted or duplicate `outcome` on `counts` (anything with `accepted` and
+    `duplicates`: the offline fold's counts, a worker's batch); for a rejected one, its
+    rejection, which the caller records and counts. The one place outcomes are counted."""
+    if outcome.status == ACCEPTED:
+        counts.accepted += 1
+        return None
+    if outcome.status == DUPLICATE:
+        counts.duplicates += 1
+        return None
+    return outcome.rejection
+
+
 def fingerprint(event: Envelope, occurred: int) -> str:
     """A 64-bit digest of the event's content: type, instant, source, corrects and payload
     values (the event_id is the key). Not the ssn: every record of a state is of the

@@ -17,8 +17,8 @@ import orjson
 from processors.derive import derive_file, new_service_events, record_change
 from processors.services import DEFAULT_RULES, SubsidyRules
 from processors.fold import (
-    ACCEPTED, DUPLICATE, WorkerState, emptied, fold_event, from_table, merge_states, state_from_bytes,
-    state_to_bytes, table_writes,
+    ACCEPTED, WorkerState, emptied, fold_event, from_table, merge_states, state_from_bytes, state_to_bytes,
+    table_writes, tally,
 )
 from schemas.identity import mask_ssn
 from processors.intake import Rejection, validate_event
@@ -200,14 +200,12 @@ def fold_batch(state: WorkerState, events: list[tuple[Envelope, bytes | None, by
             out.duplicates += 1
             continue
         outcome = fold_event(state, event)
-        if outcome.status == ACCEPTED:
-            out.accepted += 1
-            applied.append(event.event_id)
-        elif outcome.status == DUPLICATE:
-            out.duplicates += 1
-        else:
+        rejection = tally(out, outcome)
+        if rejection is not None:
             out.rejected += 1
-            out.records.append(rejection_record(outcome.rejection, key, value, origin, event.event_id))
+            out.records.append(rejection_record(rejection, key, value, origin, event.event_id))
+        elif outcome.status == ACCEPTED:
+            applied.append(event.event_id)
     if not applied and len(state.aliases) == aliases_before:
         return out
     publish_file(out, applied, audiences, rules)
