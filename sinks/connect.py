@@ -19,10 +19,8 @@ Standard library only.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 
 from schemas.avro import released_versions
 from streams import codec
+from streams.local_server import ScriptServer
 
 CONNECT_DIR = Path(__file__).resolve().parents[1] / "deploy" / "connect"
 CONNECT_SH = CONNECT_DIR / "connect.sh"
@@ -183,7 +182,7 @@ def sink_config(path: Path = SINK_PROPERTIES) -> dict[str, str]:
 
 # --- a throw-away worker ------------------------------------------------------------------
 
-class LocalConnect:
+class LocalConnect(ScriptServer):
     """A Kafka Connect worker on 127.0.0.1, started and stopped via connect.sh: standalone,
     running the connector configs `connectors` (default: the worker-file-rows sink), or
     `mode="distributed"` (internal topics of replication 1; create connectors over REST).
@@ -191,6 +190,8 @@ class LocalConnect:
     `env`: the connector's environment (WORKERFILE_CONNECT_JDBC_URL, _DB_USER,
     _REGISTRY_URL, ...). port: a free one when None. data_dir: a temporary directory when
     None, deleted by stop(). The log is data_dir/connect.log."""
+
+    NAME = "Kafka Connect"
 
     def __init__(self, bootstrap: str, env: dict[str, str] | None = None, *, port: int | None = None,
                  data_dir: str | os.PathLike | None = None, connectors: list[Path] | None = None,
@@ -244,27 +245,5 @@ class LocalConnect:
                 continue
             raise RuntimeError(f"local Kafka Connect failed to start on {self.url} (exit {result.returncode}):\n"
                                f"{result.stdout}{result.stderr}")
-        if not self._started:
-            self._started = True
-            atexit.register(self.stop)
+        self._started_now()
         return self
-
-    def stop(self) -> None:
-        if self.data_dir.exists():
-            result = self._run("stop")
-            if result.returncode != 0:
-                raise RuntimeError(f"local Kafka Connect stop failed:\n{result.stdout}{result.stderr}")
-        if self._temp_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        if self._started:
-            self._started = False
-            atexit.unregister(self.stop)
-
-    def is_running(self) -> bool:
-        return self.data_dir.exists() and self._run("status").returncode == 0
-
-    def __enter__(self) -> "LocalConnect":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

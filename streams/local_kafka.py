@@ -11,13 +11,13 @@ Standard library only.
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from streams.local_server import ScriptServer
 
 KAFKA_SH = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "kafka.sh"
 
@@ -39,7 +39,7 @@ def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-class LocalKafka:
+class LocalKafka(ScriptServer):
     """A single-node Kafka broker on 127.0.0.1, started and stopped via kafka.sh.
 
     port, controller_port: picked among free ports when None.  data_dir:
@@ -49,6 +49,8 @@ class LocalKafka:
     KAFKA_LISTENER_PROTOCOL, KAFKA_ADD_SCRAM, KAFKA_CLIENT_CONFIG for a secured
     broker (deploy/security/).  The log is in data_dir/kafka.log.
     """
+
+    NAME = "Kafka"
 
     def __init__(
         self,
@@ -124,22 +126,8 @@ class LocalKafka:
                 f"local Kafka failed to start on {self.bootstrap} "
                 f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
             )
-        if not self._started:
-            self._started = True
-            atexit.register(self.stop)
+        self._started_now()
         return self
-
-    def stop(self) -> None:
-        """Stop the broker (no-op if not running); delete a temporary data dir."""
-        if self.data_dir.exists():
-            result = self._run("stop")
-            if result.returncode != 0:
-                raise RuntimeError(f"local Kafka stop failed:\n{result.stdout}{result.stderr}")
-        if self._temp_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        if self._started:
-            self._started = False
-            atexit.unregister(self.stop)
 
     def kill(self) -> None:
         """SIGKILL the broker, as a crash would (no-op if not running); the data dir stays,
@@ -148,16 +136,6 @@ class LocalKafka:
             result = self._run("kill")
             if result.returncode != 0:
                 raise RuntimeError(f"local Kafka kill failed:\n{result.stdout}{result.stderr}")
-
-    def is_running(self) -> bool:
-        """True when the broker process for this data dir is alive."""
-        return self.data_dir.exists() and self._run("status").returncode == 0
-
-    def __enter__(self) -> "LocalKafka":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"LocalKafka(bootstrap={self.bootstrap!r}, data_dir={str(self.data_dir)!r})"

@@ -12,14 +12,13 @@ wire format and Confluent's own serializers talk to.  Standard library only.
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from streams.local_kafka import free_ports
+from streams.local_server import ScriptServer
 
 REGISTRY_SH = Path(__file__).resolve().parents[1] / "deploy" / "registry" / "registry.sh"
 
@@ -27,7 +26,7 @@ REGISTRY_SH = Path(__file__).resolve().parents[1] / "deploy" / "registry" / "reg
 _COMMAND_TIMEOUT = 900
 
 
-class LocalRegistry:
+class LocalRegistry(ScriptServer):
     """An Apicurio Registry on 127.0.0.1, started and stopped via registry.sh.
 
     port: a free one when None.  data_dir: pid, log and (storage "file") the H2
@@ -36,6 +35,8 @@ class LocalRegistry:
     restarts).  heap: JVM heap flags (default: registry.sh's, -Xmx256m).  The log is
     data_dir/registry.log.
     """
+
+    NAME = "registry"
 
     def __init__(
         self,
@@ -103,31 +104,8 @@ class LocalRegistry:
                 f"local registry failed to start on {self.url} "
                 f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
             )
-        if not self._started:
-            self._started = True
-            atexit.register(self.stop)
+        self._started_now()
         return self
-
-    def stop(self) -> None:
-        """Stop the registry (no-op if not running); delete a temporary data dir."""
-        if self.data_dir.exists():
-            result = self._run("stop")
-            if result.returncode != 0:
-                raise RuntimeError(f"local registry stop failed:\n{result.stdout}{result.stderr}")
-        if self._temp_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        if self._started:
-            self._started = False
-            atexit.unregister(self.stop)
-
-    def is_running(self) -> bool:
-        return self.data_dir.exists() and self._run("status").returncode == 0
-
-    def __enter__(self) -> "LocalRegistry":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"LocalRegistry(url={self.url!r}, data_dir={str(self.data_dir)!r})"
