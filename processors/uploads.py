@@ -35,7 +35,7 @@ from processors.fold import DUPLICATE, REJECTED, WorkerState, fold_event, new_st
 from schemas.identity import mask_text
 from processors.intake import Rejection, validate_event
 from schemas.events import CST, EVENT_TYPES, Envelope
-from schemas.reference import CONTRACT_TYPES, SCHEMES, SKILL_LEVEL_NAMES
+from schemas.reference import CERTIFICATE_KINDS, CONTRACT_TYPES, END_REASONS, HONORS, SCHEMES, SKILL_LEVEL_NAMES
 
 # --- the stable event_id ------------------------------------------------------------------
 
@@ -133,9 +133,9 @@ ENUM_LABELS: dict[tuple[str, str], dict[str, str]] = {
         **{zh: code for code, (zh, _) in SKILL_LEVEL_NAMES.items()},
         "五级": "junior", "四级": "intermediate", "三级": "senior", "二级": "technician", "一级": "senior_technician",
     },
-    ("*", "kind"): {
-        "职业资格": "vocational_qualification", "职业资格证书": "vocational_qualification",
-        "职业技能等级": "skill_level", "职业技能等级证书": "skill_level",
+    ("*", "kind"): {  # the reference label, without 证书, and other spellings
+        **{zh: code for code, (zh, _) in CERTIFICATE_KINDS.items()},
+        **{zh.removesuffix("证书"): code for code, (zh, _) in CERTIFICATE_KINDS.items()},
         "特种作业": "special_competency", "特种作业操作证": "special_competency",
     },
     ("*", "scheme"): {  # the scheme's name, with or without 保险 / 保障 (养老保险, 养老)
@@ -144,13 +144,12 @@ ENUM_LABELS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("*", "contract_type"): {zh: code for code, (zh, _) in CONTRACT_TYPES.items()},
     ("employment.ended", "reason"): {
-        "辞职": "resigned", "辞退": "dismissed", "解除": "dismissed", "合同到期": "contract_expired",
-        "合同期满": "contract_expired", "退休": "retired", "其他": "other",
+        **{zh: code for code, (zh, _) in END_REASONS.items()},
+        "辞职": "resigned", "辞退": "dismissed", "解除": "dismissed", "合同期满": "contract_expired",
     },
     ("*", "title"): {
-        "全国工匠": "national_craftsman", "国家级工匠": "national_craftsman", "省级工匠": "provincial_craftsman",
-        "市级工匠": "city_craftsman", "劳动模范": "model_worker", "技能竞赛获奖": "competition_award",
-        "竞赛获奖": "competition_award",
+        **{zh: code for code, (zh, _) in HONORS.items()},
+        "全国工匠": "national_craftsman", "国家级工匠": "national_craftsman", "竞赛获奖": "competition_award",
     },
     ("service.decided", "decision"): {"通过": "approved", "批准": "approved", "核准": "approved",
                                       "不通过": "refused", "不予批准": "refused", "驳回": "refused"},

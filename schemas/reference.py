@@ -1,8 +1,10 @@
 """Reference data, one place for everything that names the contract's codes: skill levels,
-contract types, insurance schemes, provinces, occupation major categories, the statuses of a
-subsidy and the notices (contract sections 3 and 9), each with its Chinese and English label.
+contract types, insurance schemes, provinces, occupation major categories, certificate kinds,
+the statuses of a training and of an insurance scheme, why an employment ended, honours, the
+statuses of a subsidy and the notices (contract sections 3 and 9), each with its Chinese and
+English label.
 
-Read by uploads (`streams/emit.py`: the Chinese spellings a CSV may use), the statistics
+Read by uploads (`processors/uploads.py`: the Chinese spellings a CSV may use), the statistics
 (`processors/stats.py`, and through its JSON the dashboard), the worker's page and the docs.
 The codes themselves are the event catalogue's (`schemas/events.py`); a test checks that
 every code has exactly one label here (tests/schemas/test_reference.py).
@@ -10,8 +12,10 @@ every code has exactly one label here (tests/schemas/test_reference.py).
 
 from __future__ import annotations
 
-from schemas.events import SKILL_LADDER, ContractType, Scheme
-from schemas.outputs import GrantStatus, NoticeCode
+import typing
+
+from schemas.events import SKILL_LADDER, CertificateKind, ContractType, EndReason, HonorTitle, Scheme
+from schemas.outputs import GrantStatus, InsuranceScheme, NoticeCode, Training, WorkerFile
 
 SKILL_LEVEL_NAMES = {  # the eight-level ladder, lowest first (SKILL_LADDER)
     "apprentice": ("学徒工", "Apprentice"),
@@ -65,6 +69,33 @@ MAJOR_CATEGORIES = {  # 2022 national occupation classification, major categorie
     "8": ("不便分类的其他从业人员", "Other workers"),
 }
 
+CERTIFICATE_KINDS = {
+    "vocational_qualification": ("职业资格证书", "Vocational qualification"),
+    "skill_level": ("职业技能等级证书", "Skill-level certificate"),
+    "special_competency": ("专项职业能力证书", "Special competency"),
+}
+TRAINING_STATUSES = {
+    "enrolled": ("在读", "Enrolled"),
+    "completed": ("已结业", "Completed"),
+    "withdrawn": ("已退出", "Withdrawn"),
+}
+INSURANCE_STATUSES = {"active": ("正常缴费", "Active"), "suspended": ("暂停缴费", "Suspended")}
+END_REASONS = {  # why an employment ended
+    "resigned": ("本人辞职", "Resigned"),
+    "dismissed": ("用人单位解除", "Dismissed"),
+    "contract_expired": ("合同到期", "Contract expired"),
+    "retired": ("退休", "Retired"),
+    "other": ("其他", "Other"),
+}
+HONORS = {
+    "national_craftsman": ("大国工匠", "National craftsman"),
+    "provincial_craftsman": ("省级工匠", "Provincial craftsman"),
+    "city_craftsman": ("市级工匠", "City-level craftsman"),
+    "model_worker": ("劳动模范", "Model worker"),
+    "competition_award": ("技能竞赛获奖", "Skills competition award"),
+}
+SEXES = {"male": ("男", "Male"), "female": ("女", "Female")}
+
 STATUS_NAMES = {  # of a subsidy grant, in plain words (contract section 9)
     "offered": ("可申请", "Offered"),
     "over_annual_limit": ("超出年度限额", "Over the annual limit"),
@@ -86,3 +117,9 @@ assert tuple(CONTRACT_TYPES) == ContractType.__args__
 assert tuple(SCHEMES) == Scheme.__args__
 assert tuple(STATUS_NAMES) == GRANT_STATUSES
 assert tuple(NOTICE_NAMES) == NOTICE_CODES
+assert tuple(CERTIFICATE_KINDS) == CertificateKind.__args__
+assert tuple(END_REASONS) == EndReason.__args__
+assert tuple(HONORS) == HonorTitle.__args__
+assert tuple(TRAINING_STATUSES) == typing.get_args(Training.model_fields["status"].annotation)
+assert tuple(INSURANCE_STATUSES) == typing.get_args(InsuranceScheme.model_fields["status"].annotation)
+assert tuple(SEXES) == typing.get_args(WorkerFile.model_fields["sex"].annotation)

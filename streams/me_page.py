@@ -15,8 +15,9 @@ The number is shown masked (`110105********002X`), as are number-shaped strings 
 access log's free text.
 
 The names of codes (levels, schemes, statuses, provinces...) are put into the page as a
-JSON data block when it is built, from `processors.stats` and the tables below, so the
-page and the statistics use the same words. The Content-Security-Policy allows the
+JSON data block when it is built, from `schemas/reference.py` (through `processors.stats`
+for the statistics' own tables) and the page's tables below (audiences, actions, hints), so
+the page, the uploads and the statistics use the same words. The Content-Security-Policy allows the
 page's own inline script and style by their SHA-256 and connections to this server only.
 """
 
@@ -31,35 +32,11 @@ from pathlib import Path
 import orjson
 
 from processors import stats as st
+from schemas import reference
 
 TEMPLATE = Path(__file__).with_name("me.html")
 NAMES_MARK = "/*NAMES*/{}"
 
-CERTIFICATE_KINDS = {
-    "vocational_qualification": ("职业资格证书", "Vocational qualification"),
-    "skill_level": ("职业技能等级证书", "Skill-level certificate"),
-    "special_competency": ("专项职业能力证书", "Special competency"),
-}
-TRAINING_STATUSES = {
-    "enrolled": ("在读", "Enrolled"),
-    "completed": ("已结业", "Completed"),
-    "withdrawn": ("已退出", "Withdrawn"),
-}
-INSURANCE_STATUSES = {"active": ("正常缴费", "Active"), "suspended": ("暂停缴费", "Suspended")}
-END_REASONS = {
-    "resigned": ("本人辞职", "Resigned"),
-    "dismissed": ("用人单位解除", "Dismissed"),
-    "contract_expired": ("合同到期", "Contract expired"),
-    "retired": ("退休", "Retired"),
-    "other": ("其他", "Other"),
-}
-HONORS = {
-    "national_craftsman": ("大国工匠", "National craftsman"),
-    "provincial_craftsman": ("省级工匠", "Provincial craftsman"),
-    "city_craftsman": ("市级工匠", "City-level craftsman"),
-    "model_worker": ("劳动模范", "Model worker"),
-    "competition_award": ("技能竞赛获奖", "Skills competition award"),
-}
 AUDIENCES = {
     "operator": ("档案系统运维", "Operators of the file system"),
     "worker": ("本人", "You"),
@@ -76,7 +53,6 @@ ACTIONS = {
     "merge": ("合并档案", "Merged two numbers"),
     "erase": ("删除档案", "Erased the file"),
 }
-SEXES = {"male": ("男", "Male"), "female": ("女", "Female")}
 # what a worker may do about a grant at each status, in plain words
 STATUS_HINTS = {
     "offered": ("可向社保经办机构申请", "You may claim it at a social-insurance bureau"),
@@ -97,9 +73,10 @@ def names() -> dict:
     return {
         "levels": st.LEVEL_NAMES, "ladder": list(st.LEVELS), "schemes": st.SCHEMES, "contract_types": st.CONTRACT_TYPES,
         "provinces": st.PROVINCES, "statuses": st.STATUS_NAMES, "status_hints": STATUS_HINTS,
-        "notices": st.NOTICE_NAMES, "notice_hints": NOTICE_HINTS, "certificate_kinds": CERTIFICATE_KINDS,
-        "training_statuses": TRAINING_STATUSES, "insurance_statuses": INSURANCE_STATUSES, "end_reasons": END_REASONS,
-        "honors": HONORS, "audiences": AUDIENCES, "actions": ACTIONS, "sexes": SEXES,
+        "notices": st.NOTICE_NAMES, "notice_hints": NOTICE_HINTS,
+        "certificate_kinds": reference.CERTIFICATE_KINDS, "training_statuses": reference.TRAINING_STATUSES,
+        "insurance_statuses": reference.INSURANCE_STATUSES, "end_reasons": reference.END_REASONS,
+        "honors": reference.HONORS, "audiences": AUDIENCES, "actions": ACTIONS, "sexes": reference.SEXES,
     }
 
 

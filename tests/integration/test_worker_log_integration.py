@@ -73,8 +73,11 @@ def test_no_stream_idle_error_on_the_markers_after_an_erase(kafka, tmp_path):
     provision(kafka.bootstrap, "workerfile-logs-replay", PARTITIONS)
     replay = WorkerProcess(kafka.bootstrap, "workerfile-logs-replay", tmp_path / "replay", partitions=PARTITIONS).start()
     try:
-        wait_for(lambda: committed_to_the_end(kafka.bootstrap, "workerfile-logs-replay"), 120,
-                 what="the replay through every event")
+        try:
+            wait_for(lambda: committed_to_the_end(kafka.bootstrap, "workerfile-logs-replay"), 120,
+                     what="the replay through every event")
+        except TimeoutError as err:  # say where it stands: the worker's log
+            raise AssertionError(f"{err}; the replay's log ends:\n{replay.log_text()[-6000:]}") from None
         files = latest_files(kafka.bootstrap, versions=False)
         assert erased not in files and files == {s: f for s, f in expected.items() if s != erased}
     finally:
