@@ -50,7 +50,7 @@ from processors.services import load_service_rules
 from streams import codec
 from streams.access import Callers, load_pseudonym_key, load_views
 from streams.access_log import AccessLogView
-from streams.batch_processor import BatchProcessor
+from streams.batch_processor import BatchProcessor, PendingWrite
 from streams.handler import Audiences
 from streams.settings import StreamSettings
 from streams.topics import (
@@ -388,26 +388,30 @@ class FaustPublisher:
 
 class StateTable:
     """The BatchProcessor's state table on faust: reads through the faust Table (its
-    RocksDB store, the partition of the current event), writes straight to that store and
-    to the table's changelog topic through the producer, one record per key in the key's
-    event partition, not awaited (the commit flushes the producer before it commits
-    offsets, as for faust's own changelog writes).
+    RocksDB store, the partition of the current event); a batch's writes go first to the
+    table's changelog topic through the producer (`send`: one record per key, in the key's
+    event partition, not awaited), and only once the BatchProcessor has gathered every
+    one of their deliveries to the store (`apply`).
+
+    So the local store is never ahead of its changelog: a changelog record that fails
+    fails the batch with nothing written to the store, and the batch is folded again from
+    the state as it was (faust's commit flushes the producer but does not raise on a failed
+    delivery: a store written first would keep a state the changelog never got, lost to
+    the next worker that recovers the partition from the changelog).
 
     Not faust's `table[key] = value`: that path sends each changelog record through
     faust's ProducerBuffer task with a FutureMessage and, when delivered, writes the
     changelog offset to RocksDB again (`Store.set_persisted_offset`), per record. Here the
     persisted offset (what faust's recovery reads the changelog from at the next start) is
-    written once per partition and batch, when the partition's last record of the batch is
-    delivered, never past a record not yet delivered (aiokafka delivers a partition's
-    records in order). The records are those faust would write: raw key and value, None
-    for a deleted key."""
+    written once per worker and batch, from its delivered records, never backwards. The
+    records are those faust would write: raw key and value, None for a deleted key."""
 
     def __init__(self, table: faust.Table, producer, changelog: str):
         self.table = table
         self.producer = producer
         self.changelog = changelog
         self._persisted: dict[int, int] = {}
-        self._generation = 0  # a rebalance starts a new one: older deliveries persist nothing
+        self._generation = 0  # a rebalance starts a new one: deliveries from before it apply nothing
 
     # The store's own byte-level methods (`_get`, `_contains`, `_set`, `_del`: what every
     # faust store implements, the current event's partition choosing the database): keys
@@ -419,31 +423,38 @@ class StateTable:
     def __contains__(self, key: bytes) -> bool:
         return self.table.data._contains(key)
 
-    async def write(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+    async def send(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> PendingWrite:
+        """Hand one worker's writes to the changelog (a deletion only of a key the store
+        has) without waiting; the store is not written yet."""
         store = self.table.data
-        last = None
+        kept, futures = [], []
         for key, value in writes:
+            if value is None and not store._contains(key):
+                continue
+            kept.append((key, value))
+            futures.append(await self.producer.send(self.changelog, key, value, partition, None, None))
+        return PendingWrite(partition, kept, futures, self._generation)
+
+    def apply(self, pending: PendingWrite) -> None:
+        """Write to the store what `send` handed to the changelog, once every future of it
+        is delivered (the caller gathered them); nothing after a rebalance since `send`
+        (the partition may be another worker's now: its changelog has the records)."""
+        if pending.generation != self._generation:
+            return
+        store = self.table.data
+        for key, value in pending.writes:
             if value is None:
-                if not store._contains(key):
-                    continue
                 store._del(key)
             else:
                 store._set(key, value)
-            last = await self.producer.send(self.changelog, key, value, partition, None, None)
-        if last is not None:
-            generation = self._generation
-            last.add_done_callback(lambda fut: self._delivered(store, partition, fut, generation))
-
-    def _delivered(self, store, partition: int, fut, generation: int) -> None:
-        if generation != self._generation or fut.cancelled() or fut.exception() is not None:
-            return  # a rebalance since (the partition may be closed) or a failure (the batch fails at the flush)
-        offset = fut.result().offset
-        if offset > self._persisted.get(partition, -1):
-            self._persisted[partition] = offset
-            store.set_persisted_offset(TopicPartition(self.changelog, partition), offset)
+        if pending.futures:
+            offset = max(fut.result().offset for fut in pending.futures)
+            if offset > self._persisted.get(pending.partition, -1):
+                self._persisted[pending.partition] = offset
+                store.set_persisted_offset(TopicPartition(self.changelog, pending.partition), offset)
 
     def forget(self) -> None:
-        """On a rebalance: deliveries of before it persist no offset."""
+        """On a rebalance: writes sent before it apply nothing."""
         self._persisted.clear()
         self._generation += 1
 

@@ -2,10 +2,11 @@
 made explicit so that its ordering rules are tested without a broker
 (tests/streams/test_batch_processor.py uses in-memory fakes of each):
 
-- `states`: the state table, `get(key) -> bytes | None` and
-  `await states.write(partition, writes)`, which applies one worker's
-  `streams.handler.state_writes` in order (a None value deletes the key) and hands their
-  changelog records to the producer without waiting for them (streams.app.StateTable);
+- `states`: the state table, `get(key) -> bytes | None`; `await states.send(partition,
+  writes)` hands one worker's `streams.handler.state_writes` (in order, a None value
+  deletes the key) to the table's changelog without waiting and returns a `PendingWrite`
+  with their delivery futures; `states.apply(pending)` writes them to the local store
+  once delivered (streams.app.StateTable);
 - `markers`: the table of merged and erased numbers (`get`, `[key] = value`);
 - `publisher`: `await publisher.send(record)` hands a record to the producer and returns
   its *delivery future* without waiting for the delivery;
@@ -24,7 +25,12 @@ The rules, per batch:
    the topic always has its current status);
 3. all delivery futures are gathered once; only when every one is delivered are the
    ledger, the state table and the markers table written. A failed delivery raises out of
-   `process` with nothing written (the caller processes the batch again, or stops).
+   `process` with nothing written (the caller processes the batch again, or stops);
+4. the states' changelog records are sent then (so no state is on its changelog before
+   the outputs it caused are delivered: a worker recovering it would take the events for
+   duplicates and never publish them), their futures gathered once, and only then are
+   the states written to the local store: a failed changelog delivery raises out of
+   `process` with the store as it was, never ahead of its changelog.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from processors.fold import WorkerState
@@ -48,10 +55,22 @@ from streams.topics import OPERATOR_COMMANDS
 log = logging.getLogger("workerfile.stream")
 
 
+@dataclass(frozen=True)
+class PendingWrite:
+    """One worker's state writes handed to the changelog, and their delivery futures."""
+
+    partition: int
+    writes: list[tuple[bytes, bytes | None]]
+    futures: list
+    generation: int = 0  # the state table's: a rebalance since makes the write apply nothing
+
+
 class StateTable(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    async def write(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None: ...
+    async def send(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> PendingWrite: ...
+
+    def apply(self, pending: PendingWrite) -> None: ...
 
 
 class Table(Protocol):
@@ -174,9 +193,17 @@ class BatchProcessor:
             await asyncio.gather(*pending)  # raises if any delivery failed: nothing below happens
         for (partition, service_id), status in sending.items():
             (await self.ledger.published(partition))[service_id] = status
+        written = []
         for ssn, state in new_states.items():
             self.place(anchor[ssn])
-            await self.states.write(anchor[ssn].message.partition, state_writes(state))
+            written.append((ssn, await self.states.send(anchor[ssn].message.partition, state_writes(state))))
+        changelog = [fut for _, write in written for fut in write.futures]
+        if changelog:
+            await asyncio.gather(*changelog)  # raises if any failed: the store is not written
+        for ssn, write in written:
+            self.place(anchor[ssn])
+            self.states.apply(write)
+            state = new_states[ssn]
             self.cache[ssn] = state
             self.cache.move_to_end(ssn)
             if len(self.cache) > self.cache_size:

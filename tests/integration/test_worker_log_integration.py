@@ -24,18 +24,26 @@ IDLE_TIMEOUT = 3  # seconds: faust's stream_processing_timeout in this test (def
 LIVELOCK_CHECKS = 4  # faust checks every partition every 2.5 s (2.5 x the commit interval)
 
 
-def committed_to_the_end(bootstrap: str, group: str) -> bool:
-    """Whether the consumer group `group` has committed every event topic to its end."""
+def committed_and_ends(bootstrap: str, group: str) -> dict[str, tuple[int | None, int]]:
+    """{topic-partition: (offset committed by the consumer group `group`, end offset)} of
+    the event topics."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         tps = [TopicPartition(t, p) for t in EVENT_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = consumer.end_offsets(tps)
         committed = admin.list_group_offsets(group).get(group, {})
-        return all(ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps)
+        return {f"{tp.topic}-{tp.partition}": (committed[tp].offset if tp in committed else None, ends[tp])
+                for tp in tps}
     finally:
         consumer.close()
         admin.close()
+
+
+def committed_to_the_end(bootstrap: str, group: str) -> bool:
+    """Whether the consumer group `group` has committed every event topic to its end."""
+    return all(end == 0 or (done is not None and done >= end)
+               for done, end in committed_and_ends(bootstrap, group).values())
 
 
 def test_no_stream_idle_error_on_the_markers_after_an_erase(kafka, tmp_path):
@@ -77,7 +85,10 @@ def test_no_stream_idle_error_on_the_markers_after_an_erase(kafka, tmp_path):
             wait_for(lambda: committed_to_the_end(kafka.bootstrap, "workerfile-logs-replay"), 120,
                      what="the replay through every event")
         except TimeoutError as err:  # say where it stands: the worker's log
-            raise AssertionError(f"{err}; the replay's log ends:\n{replay.log_text()[-6000:]}") from None
+            behind = {tp: c for tp, c in committed_and_ends(kafka.bootstrap, "workerfile-logs-replay").items()
+                      if c[1] and (c[0] is None or c[0] < c[1])}
+            raise AssertionError(f"{err}; (committed, end) behind: {behind}; the replay's log ends:\n"
+                                 f"{replay.log_text()[-8000:]}") from None
         files = latest_files(kafka.bootstrap, versions=False)
         assert erased not in files and files == {s: f for s, f in expected.items() if s != erased}
     finally:

@@ -13,7 +13,7 @@ from schemas.identity import make_org_code, make_ssn
 from processors.intake import validate_event
 from streams import codec
 from streams.admin import make_command
-from streams.batch_processor import BatchProcessor
+from streams.batch_processor import BatchProcessor, PendingWrite
 from streams.handler import Marker, load_state
 from streams.topics import (
     OPERATOR_COMMANDS, REJECTED_EVENTS, REKEYED_EVENTS, WORKER_FILE_CHANGES, WORKER_FILES, WORKER_SERVICES,
@@ -22,6 +22,7 @@ from streams.topics import (
 SSN = make_ssn("11010519800101001")
 OTHER = make_ssn("44030519850612003")
 ORG = make_org_code("91440300192203821")
+CHANGELOG = "app-worker-state-changelog"
 
 
 @dataclass
@@ -57,13 +58,27 @@ class FakeTable(dict):
             self.writes.append((key, len(self.publisher.sent), self.publisher.delivered))
         super().__delitem__(key)
 
-    async def write(self, partition, writes):
-        """The state table's write (streams.app.StateTable): one worker's writes in order."""
-        for key, value in writes:
+    async def send(self, partition, writes):
+        """The state table's first step (streams.app.StateTable): one worker's writes handed to
+        the changelog, through the publisher (so a test can make the changelog fail)."""
+        futures = [await self.publisher.send(ChangelogRecord(CHANGELOG, key, value)) for key, value in writes]
+        return PendingWrite(partition, list(writes), futures)
+
+    def apply(self, pending):
+        """Its second: the writes to the store, once delivered."""
+        assert all(fut.done() and fut.exception() is None for fut in pending.futures), "written before delivered"
+        for key, value in pending.writes:
             if value is not None:
                 self[key] = value
             elif key in self:
                 del self[key]
+
+
+@dataclass
+class ChangelogRecord:
+    topic: str
+    key: bytes
+    value: bytes | None
 
 
 class FakePublisher:
@@ -149,6 +164,39 @@ def test_every_output_is_delivered_before_any_state_write():
     assert pub.on(WORKER_FILES) and pub.on(REJECTED_EVENTS)
     assert states.writes and all(delivered == sent == len(pub.sent) for _, sent, delivered in states.writes)
     assert load_state(SSN, states.get).version == 1
+
+
+def test_the_changelog_is_sent_only_once_the_outputs_are_delivered():
+    """No state on its changelog before the outputs it caused are delivered: a worker that
+    recovered it would take the events for duplicates and never publish their outputs."""
+    pub = FakePublisher()
+    sent_at_delivery: list[int] = []
+    original = pub.send
+
+    async def send(record):
+        if record.topic == CHANGELOG and not sent_at_delivery:
+            sent_at_delivery.append(pub.delivered)
+        return await original(record)
+    pub.send = send
+    proc, _, states, _ = processor(pub)
+    run(proc.process(batch_of([contribution("c1", "2025-01"), b"garbage"])))
+    outputs = [r for r in pub.sent if r.topic != CHANGELOG]
+    assert pub.on(CHANGELOG) and sent_at_delivery == [len(outputs)]
+
+
+def test_a_failing_changelog_delivery_leaves_the_store_as_it_was_and_raises():
+    """faust's commit flushes the producer without raising on a failed delivery: a store
+    written before its changelog was delivered would hold a state the changelog never got.
+    Here the batch fails with the store untouched, and its retry writes the changelog again."""
+    proc, pub, states, _ = processor(FakePublisher(failing=(CHANGELOG,)))
+    with pytest.raises(RuntimeError, match="MessageSizeTooLarge"):
+        run(proc.process(batch_of([contribution("c1", "2025-01")])))
+    assert pub.on(WORKER_FILES) and pub.on(CHANGELOG)  # the outputs went out, the changelog failed
+    assert dict(states) == {} and states.writes == [] and proc.cache == {}
+    proc.publisher = states.publisher = FakePublisher()
+    run(proc.process(batch_of([contribution("c1", "2025-01")])))
+    assert load_state(SSN, states.get).version == 1
+    assert {r.key: r.value for r in proc.publisher.on(CHANGELOG)} == dict(states)  # the store is its changelog
 
 
 def test_one_fold_per_worker_per_batch():

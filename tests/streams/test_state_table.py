@@ -79,20 +79,28 @@ def table() -> tuple[StateTable, FakeStore, FakeProducer]:
     return StateTable(Table(store), producer, CHANGELOG), store, producer
 
 
-async def settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
+async def write(states: StateTable, producer: FakeProducer, partition: int, writes, fail: bool = False):
+    """What the BatchProcessor does with one worker's writes: send, gather, apply."""
+    pending = await states.send(partition, writes)
+    producer.deliver(fail=fail)
+    await asyncio.gather(*pending.futures)
+    states.apply(pending)
+    return pending
 
 
-def test_writes_go_to_the_store_and_to_the_changelog_in_the_key_partition():
+def test_writes_go_to_the_changelog_in_the_key_partition_and_to_the_store_once_delivered():
     async def scenario():
         states, store, producer = table()
         store.partition = 2
-        await states.write(2, [(b"s|w", b"intent"), (b"s|b", b"bucket"), (b"s", b"head")])
-        assert store.dbs[2] == {b"s|w": b"intent", b"s|b": b"bucket", b"s": b"head"}
-        assert states.get(b"s") == b"head" and states.get(b"missing") is None and b"s|b" in states
+        pending = await states.send(2, [(b"s|w", b"intent"), (b"s|b", b"bucket"), (b"s", b"head")])
+        assert store.dbs.get(2, {}) == {}  # not in the store before the changelog has it
         assert [(t, k, v, p) for t, k, v, p, _ in producer.sent] == [
             (CHANGELOG, b"s|w", b"intent", 2), (CHANGELOG, b"s|b", b"bucket", 2), (CHANGELOG, b"s", b"head", 2)]
+        producer.deliver()
+        await asyncio.gather(*pending.futures)
+        states.apply(pending)
+        assert store.dbs[2] == {b"s|w": b"intent", b"s|b": b"bucket", b"s": b"head"}
+        assert states.get(b"s") == b"head" and states.get(b"missing") is None and b"s|b" in states
 
     asyncio.run(scenario())
 
@@ -100,45 +108,45 @@ def test_writes_go_to_the_store_and_to_the_changelog_in_the_key_partition():
 def test_a_deletion_is_a_tombstone_only_for_a_key_the_store_has():
     async def scenario():
         states, store, producer = table()
-        await states.write(0, [(b"s|b", b"bucket")])
-        await states.write(0, [(b"s|b", None), (b"s|never", None)])
+        await write(states, producer, 0, [(b"s|b", b"bucket")])
+        await write(states, producer, 0, [(b"s|b", None), (b"s|never", None)])
         assert store.dbs[0] == {}
         assert [(k, v) for _, k, v, _, _ in producer.sent] == [(b"s|b", b"bucket"), (b"s|b", None)]
 
     asyncio.run(scenario())
 
 
-def test_the_persisted_offset_moves_once_a_partition_s_last_record_is_delivered():
+def test_the_persisted_offset_is_the_last_delivered_record_of_each_partition():
     async def scenario():
         states, store, producer = table()
-        await states.write(1, [(b"a|w", b"1"), (b"a", b"2")])
-        await states.write(1, [(b"b|w", b"3"), (b"b", b"4")])
+        a = await states.send(1, [(b"a|w", b"1"), (b"a", b"2")])
+        b = await states.send(1, [(b"b|w", b"3"), (b"b", b"4")])
         store.partition = 3
-        await states.write(3, [(b"c", b"5")])
-        await settle()
+        c = await states.send(3, [(b"c", b"5")])
         assert store.persisted == []  # nothing delivered yet: nothing persisted
         producer.deliver()
-        await settle()
+        await asyncio.gather(*a.futures, *b.futures, *c.futures)
+        store.partition = 1
+        states.apply(a)
+        states.apply(b)
+        store.partition = 3
+        states.apply(c)
         # one entry per worker's last record, never backwards, each partition its own offsets
         assert store.persisted == [(CHANGELOG, 1, 1), (CHANGELOG, 1, 3), (CHANGELOG, 3, 0)]
 
     asyncio.run(scenario())
 
 
-def test_a_failed_delivery_or_a_rebalance_persists_nothing():
+def test_a_rebalance_between_send_and_apply_writes_nothing():
     async def scenario():
         states, store, producer = table()
-        await states.write(0, [(b"a", b"1")])
-        producer.deliver(fail=True)
-        await settle()
-        await states.write(0, [(b"b", b"2")])
-        states.forget()  # a rebalance: the partition's database may be closed
+        pending = await states.send(0, [(b"b", b"2")])
+        states.forget()  # a rebalance: the partition may be another worker's (its changelog has the record)
         producer.deliver()
-        await settle()
-        assert store.persisted == []
-        await states.write(0, [(b"c", b"3")])  # after the rebalance, as before
-        producer.deliver()
-        await settle()
-        assert store.persisted == [(CHANGELOG, 0, 1)]
+        await asyncio.gather(*pending.futures)
+        states.apply(pending)
+        assert store.persisted == [] and store.dbs.get(0, {}) == {}
+        await write(states, producer, 0, [(b"c", b"3")])  # after the rebalance, as before
+        assert store.persisted == [(CHANGELOG, 0, 1)] and store.dbs[0] == {b"c": b"3"}
 
     asyncio.run(scenario())
