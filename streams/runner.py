@@ -15,13 +15,14 @@ class WorkerProcess:
     """One `workerfile worker` process with its own data directory and log file."""
 
     def __init__(self, bootstrap: str, app_id: str, data_dir: str | os.PathLike, partitions: int = 4,
-                 loglevel: str = os.environ.get("WORKERFILE_TEST_LOGLEVEL", "warning"), log_path: str | os.PathLike | None = None, web_port: int = 0,
+                 loglevel: str | None = None, log_path: str | os.PathLike | None = None, web_port: int = 0,
                  env: dict[str, str] | None = None):
         self.bootstrap = bootstrap
         self.app_id = app_id
         self.data_dir = Path(data_dir)
         self.partitions = partitions
-        self.loglevel = loglevel
+        # the tests' WORKERFILE_TEST_LOGLEVEL (read here, not at import): more of the log when chasing a failure
+        self.loglevel = loglevel or os.environ.get("WORKERFILE_TEST_LOGLEVEL", "warning")
         self.log_path = Path(log_path) if log_path else self.data_dir / "worker.log"
         self.web_port = web_port
         self.env = env  # extra environment, e.g. WORKERFILE_API_TOKENS, WORKERFILE_PSEUDONYM_KEY_FILE

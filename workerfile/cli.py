@@ -72,6 +72,16 @@ def wire_ready(command: str, writes: bool = False) -> bool:
     return True
 
 
+def broker_login(args: argparse.Namespace, command: str, writes: bool = False):
+    """What a command that talks to the brokers checks first: its Kafka login
+    (`kafka_security`) and the wire format (`wire_ready`). The KafkaSecurity, or None
+    after printing why not (the command then exits with status 2)."""
+    security = kafka_security(args, command)
+    if security is None or not wire_ready(command, writes=writes):
+        return None
+    return security
+
+
 def _login_hint(security, err: BaseException | None = None) -> str:
     """Who the command was logged in as, for its error message (nothing on PLAINTEXT)."""
     if not security.sasl:
@@ -189,10 +199,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_app
     from streams.settings import StreamSettings
 
-    security = kafka_security(args, "worker")
+    security = broker_login(args, "worker", writes=True)
     if security is None:
-        return 2
-    if not wire_ready("worker", writes=True):
         return 2
     settings = StreamSettings.from_env(broker=args.broker, app_id=args.app_id, data_dir=args.data_dir,
                                        partitions=args.partitions, web_port=args.web_port, kafka=security)
@@ -258,10 +266,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     """Validate a CSV or JSONL file of events as a whole, then send it (docs/csv-layouts.md)."""
     from streams.emit import run
 
-    security = kafka_security(args, "emit")
+    security = broker_login(args, "emit", writes=not args.dry_run)
     if security is None:
-        return 2
-    if not wire_ready("emit", writes=not args.dry_run):
         return 2
     return run(args.file, broker=args.broker, event_type=args.type, source=args.source, encoding=args.encoding,
                format=args.format, partial=args.partial, dry_run=args.dry_run, out=sys.stdout.buffer, err=sys.stderr,
@@ -300,10 +306,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.base import open_store
     from sinks.runner import SinkError, run_sink
 
-    security = kafka_security(args, "sink")
+    security = broker_login(args, "sink")
     if security is None:
-        return 2
-    if not wire_ready("sink"):
         return 2
     db = args.db if args.db is not None else os.environ.get("WORKERFILE_SINK_DB")
     try:
@@ -331,10 +335,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     from kafka.errors import KafkaError
 
-    security = kafka_security(args, "subscribe")
+    security = broker_login(args, "subscribe")
     if security is None:
-        return 2
-    if not wire_ready("subscribe"):
         return 2
     handle = http_forwarder(args.forward) if args.forward else printer(args.what, args.json)
     try:
@@ -392,10 +394,8 @@ def cmd_stats_follow(args: argparse.Namespace) -> int:
     from sinks.runner import SinkError
     from sinks.stats import StatsStoreOutdated, follow
 
-    security = kafka_security(args, "stats follow")
+    security = broker_login(args, "stats follow")
     if security is None:
-        return 2
-    if not wire_ready("stats follow"):
         return 2
     store = _stats_open(args, "follow")
     if store is None:
@@ -428,8 +428,8 @@ def cmd_stats_serve(args: argparse.Namespace) -> int:
     from sinks.stats import StatsStoreOutdated, open_stats_store
     from sinks.stats_web import Follower, make_server, serve_in_thread
 
-    security = kafka_security(args, "stats serve") if args.follow else None
-    if args.follow and (security is None or not wire_ready("stats serve")):
+    security = broker_login(args, "stats serve") if args.follow else None
+    if args.follow and security is None:
         return 2
     store = _stats_open(args, "serve")
     if store is None:
@@ -487,10 +487,8 @@ def cmd_stats_recount(args: argparse.Namespace) -> int:
     else:
         from streams.reader import latest_files
 
-        security = kafka_security(args, "stats recount")
+        security = broker_login(args, "stats recount")
         if security is None:
-            return 2
-        if not wire_ready("stats recount"):
             return 2
         files = list(latest_files(args.broker, security=security).values())
     figures = {"meta": {"topic": "worker-files", "recount": True, "min_cell": args.min_cell},
@@ -593,10 +591,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from schemas.identity import IdentityError, mask_ssn
     from streams.admin import AdminError, send_command
 
-    security = kafka_security(args, "admin")
+    security = broker_login(args, "admin", writes=True)
     if security is None:
-        return 2
-    if not wire_ready("admin", writes=True):
         return 2
     try:
         command = send_command(args.broker, args.action, args.ssn, getattr(args, "into", None),
