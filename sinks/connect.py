@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from schemas.avro import released_versions
 from streams import codec
-from streams.local_server import ScriptServer
+from streams.local_server import ScriptServer, free_ports
 
 CONNECT_DIR = Path(__file__).resolve().parents[1] / "deploy" / "connect"
 CONNECT_SH = CONNECT_DIR / "connect.sh"
@@ -40,7 +39,6 @@ SINK_JSON = CONNECT_DIR / "worker-file-rows-sink.json"
 TABLE_SQL = CONNECT_DIR / "worker_file_rows.sql"
 SINK_NAME = "worker-file-rows-sink"
 REGISTRY_API = "/apis/registry/v2"
-_COMMAND_TIMEOUT = 900  # the first start may run Maven
 
 
 class ConnectError(RuntimeError):
@@ -192,15 +190,16 @@ class LocalConnect(ScriptServer):
     None, deleted by stop(). The log is data_dir/connect.log."""
 
     NAME = "Kafka Connect"
+    SCRIPT = CONNECT_SH
+    ENV_PREFIX = "CONNECT"
+    PORT_TAKEN = "not usable"
 
     def __init__(self, bootstrap: str, env: dict[str, str] | None = None, *, port: int | None = None,
                  data_dir: str | os.PathLike | None = None, connectors: list[Path] | None = None,
                  heap: str | None = None, start_timeout: int = 180, mode: str = "standalone"):
-        from streams.local_kafka import free_ports
-
         self.bootstrap = bootstrap
         self.env = dict(env or {})
-        self._auto_port = port is None
+        self._auto_ports = port is None
         self.port = port or free_ports(1)[0]
         self._temp_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="local-connect-") if data_dir is None else data_dir).resolve()
@@ -222,28 +221,18 @@ class LocalConnect(ScriptServer):
     def log_file(self) -> Path:
         return self.data_dir / "connect.log"
 
-    def _run(self, command: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ)
-        env.update(self.env)
-        env.update(CONNECT_BOOTSTRAP=self.bootstrap, CONNECT_PORT=str(self.port), CONNECT_DATA_DIR=str(self.data_dir),
-                   CONNECT_START_TIMEOUT=str(self.start_timeout), CONNECT_CONNECTORS=" ".join(map(str, self.connectors)),
-                   CONNECT_OWNER_PID=str(os.getpid()), CONNECT_MODE=self.mode, CONNECT_REPLICATION="1")
+    @property
+    def address(self) -> str:
+        return self.url
+
+    def _pick_ports(self) -> None:
+        self.port = free_ports(1)[0]
+
+    def _script_env(self) -> dict[str, str]:
+        env = {**self.env, "CONNECT_BOOTSTRAP": self.bootstrap, "CONNECT_PORT": str(self.port),
+               "CONNECT_DATA_DIR": str(self.data_dir), "CONNECT_START_TIMEOUT": str(self.start_timeout),
+               "CONNECT_CONNECTORS": " ".join(map(str, self.connectors)), "CONNECT_MODE": self.mode,
+               "CONNECT_REPLICATION": "1"}
         if self.heap is not None:
             env["CONNECT_HEAP"] = self.heap
-        return subprocess.run(["bash", str(CONNECT_SH), command], env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=_COMMAND_TIMEOUT)
-
-    def start(self) -> "LocalConnect":
-        from streams.local_kafka import free_ports
-
-        for attempt in range(3):
-            result = self._run("start")
-            if result.returncode == 0:
-                break
-            if self._auto_port and "not usable" in result.stderr and attempt < 2:
-                self.port = free_ports(1)[0]
-                continue
-            raise RuntimeError(f"local Kafka Connect failed to start on {self.url} (exit {result.returncode}):\n"
-                               f"{result.stdout}{result.stderr}")
-        self._started_now()
-        return self
+        return env

@@ -12,32 +12,12 @@ Standard library only.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import tempfile
 from pathlib import Path
 
-from streams.local_server import ScriptServer
+from streams.local_server import ScriptServer, free_ports  # noqa: F401 - free_ports is imported from here too
 
 KAFKA_SH = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "kafka.sh"
-
-# Generous: the first start may run Maven to fetch the broker jars.
-_COMMAND_TIMEOUT = 900
-
-
-def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
-    """Return `count` distinct TCP ports that are currently free on `host`."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 class LocalKafka(ScriptServer):
     """A single-node Kafka broker on 127.0.0.1, started and stopped via kafka.sh.
@@ -51,6 +31,8 @@ class LocalKafka(ScriptServer):
     """
 
     NAME = "Kafka"
+    SCRIPT = KAFKA_SH
+    ENV_PREFIX = "KAFKA"
 
     def __init__(
         self,
@@ -73,7 +55,7 @@ class LocalKafka(ScriptServer):
         self.env = dict(env or {})
         self._started = False
 
-    def _pick_ports(self, port, controller_port):
+    def _pick_ports(self, port=None, controller_port=None):
         candidates = [p for p in free_ports(3) if p not in (port, controller_port)]
         self.port = port or candidates.pop(0)
         self.controller_port = controller_port or candidates.pop(0)
@@ -88,46 +70,18 @@ class LocalKafka(ScriptServer):
         """The broker's log (stdout/stderr of the JVM)."""
         return self.data_dir / "kafka.log"
 
-    def _run(self, command: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ)
-        env.update(self.env)
-        env.update(
-            KAFKA_PORT=str(self.port),
-            KAFKA_CONTROLLER_PORT=str(self.controller_port),
-            KAFKA_DATA_DIR=str(self.data_dir),
-            KAFKA_START_TIMEOUT=str(self.start_timeout),
-            # kafka.sh stops the broker if this process dies without stop().
-            KAFKA_OWNER_PID=str(os.getpid()),
-        )
+    @property
+    def address(self) -> str:
+        return self.bootstrap
+
+    def _script_env(self) -> dict[str, str]:
+        env = {**self.env, "KAFKA_PORT": str(self.port), "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+               "KAFKA_DATA_DIR": str(self.data_dir), "KAFKA_START_TIMEOUT": str(self.start_timeout)}
         if self.extra_config is not None:
             env["KAFKA_EXTRA_CONFIG"] = self.extra_config
         if self.heap is not None:
             env["KAFKA_HEAP"] = self.heap
-        return subprocess.run(
-            ["bash", str(KAFKA_SH), command],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_COMMAND_TIMEOUT,
-        )
-
-    def start(self) -> "LocalKafka":
-        """Start the broker and wait until it serves requests; returns self."""
-        for attempt in range(3):
-            result = self._run("start")
-            if result.returncode == 0:
-                break
-            # An auto-picked port may have been taken meanwhile: pick again.
-            if self._auto_ports and "Address already in use" in result.stderr and attempt < 2:
-                self._pick_ports(None, None)
-                continue
-            raise RuntimeError(
-                f"local Kafka failed to start on {self.bootstrap} "
-                f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
-            )
-        self._started_now()
-        return self
+        return env
 
     def kill(self) -> None:
         """SIGKILL the broker, as a crash would (no-op if not running); the data dir stays,

@@ -13,18 +13,12 @@ wire format and Confluent's own serializers talk to.  Standard library only.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
-from streams.local_kafka import free_ports
-from streams.local_server import ScriptServer
+from streams.local_server import ScriptServer, free_ports
 
 REGISTRY_SH = Path(__file__).resolve().parents[1] / "deploy" / "registry" / "registry.sh"
-
-# Generous: the first start may run Maven to fetch the registry (~140 MB).
-_COMMAND_TIMEOUT = 900
-
 
 class LocalRegistry(ScriptServer):
     """An Apicurio Registry on 127.0.0.1, started and stopped via registry.sh.
@@ -37,6 +31,9 @@ class LocalRegistry(ScriptServer):
     """
 
     NAME = "registry"
+    SCRIPT = REGISTRY_SH
+    ENV_PREFIX = "REGISTRY"
+    PORT_TAKEN = "not usable"
 
     def __init__(
         self,
@@ -47,7 +44,7 @@ class LocalRegistry(ScriptServer):
         heap: str | None = None,
         start_timeout: int = 90,
     ):
-        self._auto_port = port is None
+        self._auto_ports = port is None
         self.port = port or free_ports(1)[0]
         self._temp_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="local-registry-") if data_dir is None else data_dir).resolve()
@@ -70,42 +67,19 @@ class LocalRegistry(ScriptServer):
     def log_file(self) -> Path:
         return self.data_dir / "registry.log"
 
-    def _run(self, command: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ)
-        env.update(
-            REGISTRY_PORT=str(self.port),
-            REGISTRY_DATA_DIR=str(self.data_dir),
-            REGISTRY_STORAGE=self.storage,
-            REGISTRY_START_TIMEOUT=str(self.start_timeout),
-            # registry.sh stops the registry if this process dies without stop().
-            REGISTRY_OWNER_PID=str(os.getpid()),
-        )
+    @property
+    def address(self) -> str:
+        return self.url
+
+    def _pick_ports(self) -> None:
+        self.port = free_ports(1)[0]
+
+    def _script_env(self) -> dict[str, str]:
+        env = {"REGISTRY_PORT": str(self.port), "REGISTRY_DATA_DIR": str(self.data_dir),
+               "REGISTRY_STORAGE": self.storage, "REGISTRY_START_TIMEOUT": str(self.start_timeout)}
         if self.heap is not None:
             env["REGISTRY_HEAP"] = self.heap
-        return subprocess.run(
-            ["bash", str(REGISTRY_SH), command],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_COMMAND_TIMEOUT,
-        )
-
-    def start(self) -> "LocalRegistry":
-        """Start the registry and wait until its ccompat API answers; returns self."""
-        for attempt in range(3):
-            result = self._run("start")
-            if result.returncode == 0:
-                break
-            if self._auto_port and "not usable" in result.stderr and attempt < 2:
-                self.port = free_ports(1)[0]
-                continue
-            raise RuntimeError(
-                f"local registry failed to start on {self.url} "
-                f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
-            )
-        self._started_now()
-        return self
+        return env
 
     def __repr__(self) -> str:
         return f"LocalRegistry(url={self.url!r}, data_dir={str(self.data_dir)!r})"
