@@ -191,6 +191,7 @@ class LocalConnect(ScriptServer):
 
     NAME = "Kafka Connect"
     SCRIPT = CONNECT_SH
+    LOG_NAME = "connect.log"
     ENV_PREFIX = "CONNECT"
     PORT_TAKEN = "not usable"
 
@@ -216,17 +217,6 @@ class LocalConnect(ScriptServer):
     @property
     def rest(self) -> ConnectRest:
         return ConnectRest(self.url)
-
-    @property
-    def log_file(self) -> Path:
-        return self.data_dir / "connect.log"
-
-    @property
-    def address(self) -> str:
-        return self.url
-
-    def _pick_ports(self) -> None:
-        self.port = free_ports(1)[0]
 
     def _script_env(self) -> dict[str, str]:
         env = {**self.env, "CONNECT_BOOTSTRAP": self.bootstrap, "CONNECT_PORT": str(self.port),

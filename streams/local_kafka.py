@@ -32,6 +32,7 @@ class LocalKafka(ScriptServer):
 
     NAME = "Kafka"
     SCRIPT = KAFKA_SH
+    LOG_NAME = "kafka.log"
     ENV_PREFIX = "KAFKA"
 
     def __init__(
@@ -64,11 +65,6 @@ class LocalKafka(ScriptServer):
     def bootstrap(self) -> str:
         """Bootstrap servers string for clients, e.g. "127.0.0.1:40123"."""
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        """The broker's log (stdout/stderr of the JVM)."""
-        return self.data_dir / "kafka.log"
 
     @property
     def address(self) -> str:

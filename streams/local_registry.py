@@ -32,6 +32,7 @@ class LocalRegistry(ScriptServer):
 
     NAME = "registry"
     SCRIPT = REGISTRY_SH
+    LOG_NAME = "registry.log"
     ENV_PREFIX = "REGISTRY"
     PORT_TAKEN = "not usable"
 
@@ -62,17 +63,6 @@ class LocalRegistry(ScriptServer):
     def base_url(self) -> str:
         """The registry's root (its own APIs are under /apis/registry/v2)."""
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        return self.data_dir / "registry.log"
-
-    @property
-    def address(self) -> str:
-        return self.url
-
-    def _pick_ports(self) -> None:
-        self.port = free_ports(1)[0]
 
     def _script_env(self) -> dict[str, str]:
         env = {"REGISTRY_PORT": str(self.port), "REGISTRY_DATA_DIR": str(self.data_dir),

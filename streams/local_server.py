@@ -33,9 +33,9 @@ def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
 
 class ScriptServer:
     """Base of a local server. A subclass sets NAME, SCRIPT (its deploy/ script), ENV_PREFIX,
-    PORT_TAKEN (what the script prints when a port is in use), `data_dir`, `_temp_dir`,
-    `_auto_ports` (its ports were picked here), `_started` (False), and implements
-    `_script_env()` (the script's variables), `_pick_ports()` and `address`."""
+    PORT_TAKEN (what the script prints when a port is in use), LOG_NAME, `port`,
+    `data_dir`, `_temp_dir`, `_auto_ports` (its ports were picked here), `_started`
+    (False), and implements `_script_env()` (the script's variables)."""
 
     NAME = "server"
     SCRIPT: Path
@@ -46,15 +46,24 @@ class ScriptServer:
     _auto_ports: bool
     _started: bool
 
+    LOG_NAME = "server.log"  # in data_dir: the server's stdout and stderr
+    port: int
+
     @property
     def address(self) -> str:
-        raise NotImplementedError
+        """Where it answers, for messages: its URL (LocalKafka: its bootstrap)."""
+        return self.url  # type: ignore[attr-defined]
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / self.LOG_NAME
 
     def _script_env(self) -> dict[str, str]:
         raise NotImplementedError
 
     def _pick_ports(self) -> None:
-        raise NotImplementedError
+        """Pick free ports again (LocalKafka has two)."""
+        self.port = free_ports(1)[0]
 
     def _run(self, command: str) -> subprocess.CompletedProcess:
         env = {**os.environ, **self._script_env(),
