@@ -420,7 +420,8 @@ class StateTable:
     faust's ProducerBuffer task with a FutureMessage and, when delivered, writes the
     changelog offset to RocksDB again (`Store.set_persisted_offset`), per record. Here the
     persisted offset (what faust's recovery reads the changelog from at the next start) is
-    written once per worker and batch, from its delivered records, never backwards. The
+    written once per partition and batch (`persist`), after every record of the batch is
+    in the store, never backwards. The
     records are those faust would write: raw key and value, None for a deleted key."""
 
     def __init__(self, table: faust.Table, producer, changelog: str):
@@ -428,6 +429,7 @@ class StateTable:
         self.producer = producer
         self.changelog = changelog
         self._persisted: dict[int, int] = {}
+        self._applied: dict[int, int] = {}  # partition -> the last changelog offset applied in this batch
         self._generation = 0  # a rebalance starts a new one: deliveries from before it apply nothing
 
     # The store's own byte-level methods (`_get`, `_contains`, `_set`, `_del`: what every
@@ -466,13 +468,22 @@ class StateTable:
                 store._set(key, value)
         if pending.futures:
             offset = max(fut.result().offset for fut in pending.futures)
-            if offset > self._persisted.get(pending.partition, -1):
-                self._persisted[pending.partition] = offset
-                store.set_persisted_offset(TopicPartition(self.changelog, pending.partition), offset)
+            self._applied[pending.partition] = max(offset, self._applied.get(pending.partition, -1))
+
+    def persist(self) -> None:
+        """After the batch's `apply`s: the persisted offset of each partition written to, once,
+        when every record of the batch up to it is in the store."""
+        store = self.table.data
+        for partition, offset in self._applied.items():
+            if offset > self._persisted.get(partition, -1):
+                self._persisted[partition] = offset
+                store.set_persisted_offset(TopicPartition(self.changelog, partition), offset)
+        self._applied.clear()
 
     def forget(self) -> None:
         """On a rebalance: writes sent before it apply nothing."""
         self._persisted.clear()
+        self._applied.clear()
         self._generation += 1
 
 

@@ -6,7 +6,8 @@ made explicit so that its ordering rules are tested without a broker
   writes)` hands one worker's `streams.handler.state_writes` (in order, a None value
   deletes the key) to the table's changelog without waiting and returns a `PendingWrite`
   with their delivery futures; `states.apply(pending)` writes them to the local store
-  once delivered (streams.app.StateTable);
+  once delivered, and `states.persist()` records, after a batch's applies, how far the
+  store has its changelog (streams.app.StateTable);
 - `markers`: the table of merged and erased numbers (`get`, `[key] = value`);
 - `publisher`: `await publisher.send(record)` hands a record to the producer and returns
   its *delivery future* without waiting for the delivery;
@@ -71,6 +72,8 @@ class StateTable(Protocol):
     async def send(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> PendingWrite: ...
 
     def apply(self, pending: PendingWrite) -> None: ...
+
+    def persist(self) -> None: ...
 
 
 class Table(Protocol):
@@ -208,6 +211,7 @@ class BatchProcessor:
             self.cache.move_to_end(ssn)
             if len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
+        self.states.persist()
         for ssn, marker in new_markers.items():
             self.place(anchor[ssn])
             self.markers[ssn.encode()] = marker.to_bytes()

@@ -64,6 +64,9 @@ class FakeTable(dict):
         futures = [await self.publisher.send(ChangelogRecord(CHANGELOG, key, value)) for key, value in writes]
         return PendingWrite(partition, list(writes), futures)
 
+    def persist(self):
+        """Its last, after a batch's applies (the persisted offset: nothing to keep here)."""
+
     def apply(self, pending):
         """Its second: the writes to the store, once delivered."""
         assert all(fut.done() and fut.exception() is None for fut in pending.futures), "written before delivered"

@@ -85,6 +85,7 @@ async def write(states: StateTable, producer: FakeProducer, partition: int, writ
     producer.deliver(fail=fail)
     await asyncio.gather(*pending.futures)
     states.apply(pending)
+    states.persist()
     return pending
 
 
@@ -116,23 +117,26 @@ def test_a_deletion_is_a_tombstone_only_for_a_key_the_store_has():
     asyncio.run(scenario())
 
 
-def test_the_persisted_offset_is_the_last_delivered_record_of_each_partition():
+def test_the_persisted_offset_moves_once_per_partition_after_the_batch_is_in_the_store():
     async def scenario():
         states, store, producer = table()
         a = await states.send(1, [(b"a|w", b"1"), (b"a", b"2")])
         b = await states.send(1, [(b"b|w", b"3"), (b"b", b"4")])
         store.partition = 3
         c = await states.send(3, [(b"c", b"5")])
-        assert store.persisted == []  # nothing delivered yet: nothing persisted
         producer.deliver()
         await asyncio.gather(*a.futures, *b.futures, *c.futures)
         store.partition = 1
+        states.apply(b)  # (in any order)
         states.apply(a)
-        states.apply(b)
         store.partition = 3
         states.apply(c)
-        # one entry per worker's last record, never backwards, each partition its own offsets
-        assert store.persisted == [(CHANGELOG, 1, 1), (CHANGELOG, 1, 3), (CHANGELOG, 3, 0)]
+        assert store.persisted == []  # not before every write of the batch is in the store
+        states.persist()
+        # one entry per partition: its last record of the batch, each partition its own offsets
+        assert sorted(store.persisted) == [(CHANGELOG, 1, 3), (CHANGELOG, 3, 0)]
+        d = await write(states, producer, 1, [(b"d", b"6")])
+        assert d.futures and store.persisted[-1] == (CHANGELOG, 1, 4)  # and forward from there
 
     asyncio.run(scenario())
 
@@ -145,6 +149,7 @@ def test_a_rebalance_between_send_and_apply_writes_nothing():
         producer.deliver()
         await asyncio.gather(*pending.futures)
         states.apply(pending)
+        states.persist()
         assert store.persisted == [] and store.dbs.get(0, {}) == {}
         await write(states, producer, 0, [(b"c", b"3")])  # after the rebalance, as before
         assert store.persisted == [(CHANGELOG, 0, 1)] and store.dbs[0] == {b"c": b"3"}
