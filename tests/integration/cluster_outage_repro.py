@@ -1,6 +1,6 @@
 """Reproduction of an open bug (README "Delivery guarantees", item 8): with two of three
 brokers killed while the worker has acknowledged events to fold, some of those events are
-skipped in about half of the runs: the group's committed offsets pass events its states
+skipped in about half of the runs (on the machine it was found on): the group's committed offsets pass events its states
 never got. Not part of the suite (the file name is not test_*.py) until it is fixed; run it
 by hand, several times:
 
