@@ -284,23 +284,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     @app.on_rebalance_complete.connect
     async def _ready(sender, **kwargs) -> None:
         # sent by faust's recovery once the tables are recovered, before the streams resume.
-        # faust (0.15.3, Recovery.on_recovery_completed) resumes the stream partitions first
-        # and seeks them to the committed offsets after, waiting for that seek with a timeout
-        # that returns silently: the fetcher may start where the partitions stood (events
-        # dropped from the stream's buffer in the rebalance never fetched again;
-        # faust-streaming issue #216). So they are sought here first, while still paused, for
-        # as long as the cluster takes to answer (the group coordinator may be on a dead
-        # broker) — and if it never does, the worker stops rather than read from unknown places.
-        try:
-            await asyncio.wait_for(app.consumer.perform_seek(), settings.outage_window)
-        except asyncio.TimeoutError:
-            log.critical("the stream partitions could not be sought to their committed offsets in %g s: "
-                         "stopping the worker (nothing is lost: the next start begins at those offsets)",
-                         settings.outage_window)
-            stop_without_acking(EXIT_BATCH_FAILED)
-        except Exception as err:  # noqa: BLE001 - a rebalance again, say: faust seeks once more itself
-            log.warning("seeking the stream partitions to their committed offsets: %s: %s (faust seeks again)",
-                        type(err).__name__, mask_text(str(err)))
+        # (Seeking the partitions to their committed offsets here, before faust resumes them,
+        # was tried for README "Delivery guarantees" 8: a replay worker then left two of four
+        # partitions unprocessed in every run of tests/integration/test_worker_log_integration.py.)
         # at WARNING so that it shows at the worker's default log level
         assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic in EVENT_TOPICS[:1])
         log.warning("ready: tables recovered, processing event partitions %s of app %s",
