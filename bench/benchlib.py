@@ -1,5 +1,7 @@
 """Helpers shared by the benchmark scripts (not a test): CPU time and memory of
-processes from /proc (Linux), the machine's load, sizes of topics and directories.
+processes from /proc (Linux), the machine's load, sizes of topics and directories, and
+the parts of a run against a local broker and `workerfile worker` processes that every
+script has (signals, topics, waiting for the workers, stopping them).
 
 The machine the figures are taken on is small and shared, so every script prints the
 load average next to each figure, and counts work in CPU seconds of the process that
@@ -9,10 +11,14 @@ did it (user + system, all its threads, from /proc/PID/stat) rather than wall ti
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 
+from streams.topics import EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec, load_topic_specs
+
+SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)  # what a worker consumes
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -213,7 +219,7 @@ class SourceProgress:
     """How far the group has committed on the source topics: a consumer of the group's id
     that never joins it (no subscribe, no poll), asking only for its committed offsets."""
 
-    def __init__(self, bootstrap: str, group: str, topics):
+    def __init__(self, bootstrap: str, group: str, topics=SOURCES):
         from kafka import KafkaConsumer
         from kafka import TopicPartition as KTP
 
@@ -233,5 +239,63 @@ class SourceProgress:
             done += max(0, (committed if committed is not None else self.begin[tp]) - self.begin[tp])
         return done, sum(end[tp] - self.begin[tp] for tp in self.tps)
 
+    def wait(self, workers, timeout: float, poll: float, every: float, progress) -> int:
+        """Ask every `poll` s until the group has committed every message of the source
+        topics, and return how many there are; every `every` s say `progress(done, total)`.
+        Raises if one of `workers` exits, or after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        next_say = time.monotonic() + every
+        while True:
+            for worker in workers:
+                if not worker.running:
+                    raise worker_exited(worker)
+            done, total = self()
+            if done >= total:
+                return total
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the workers did not catch up in {timeout:.0f} s ({done:,}/{total:,})")
+            if time.monotonic() > next_say:
+                say(progress(done, total))
+                next_say += every
+            time.sleep(poll)
+
     def close(self) -> None:
         self.consumer.close()
+
+
+# ------------------------------------------------------------------ a run against a local broker
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP raise SystemExit (128 + the signal), as Ctrl-C raises
+    KeyboardInterrupt, so that the script's `finally` stops its workers and its broker."""
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit)
+
+
+def append_time_specs(partitions: int, timestamped=(WORKER_FILES,), app_id: str | None = None) -> list[TopicSpec]:
+    """The local profile's topics (streams.topics.load_topic_specs), those named in
+    `timestamped` with message.timestamp.type=LogAppendTime: their records carry the
+    broker's append time, the "published" time of the figures."""
+    specs = []
+    for s in load_topic_specs("local", partitions=partitions, app_id=app_id):
+        if s.name in timestamped:
+            s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
+        specs.append(s)
+    return specs
+
+
+def worker_exited(worker) -> RuntimeError:
+    """The error to raise when a streams.runner.WorkerProcess stopped before its time."""
+    return RuntimeError(f"a worker exited ({worker.proc.returncode}); log tail:\n{worker.log_text()[-3000:]}")
+
+
+def stop_workers(workers, timeout: float) -> None:
+    """SIGTERM each worker (RocksDB closed), waiting up to `timeout` s; SIGKILL if it lives on."""
+    for worker in workers:
+        worker.stop(timeout=timeout)
+        if worker.running:
+            worker.kill()
+

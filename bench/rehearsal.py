@@ -70,14 +70,12 @@ from streams import codec  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import TOPIC_OF_TYPE, EventProducer, InvalidEvent  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import (EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs)
+from streams.topics import WORKER_FILES, ensure_topics  # noqa: E402
 from workerfile.population import Orgs, add_anomalies, make_worker_ssn, population_registry, worker_career  # noqa: E402
 
-from benchlib import (ProcSampler, SourceProgress, broker_pid, dir_bytes, load_text, mib, say,  # noqa: E402
-                      topic_disk_bytes, topic_records)
+from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, dir_bytes, load_text,  # noqa: E402
+                      mib, say, stop_on_signals, stop_workers, topic_disk_bytes, topic_records)
 
-SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)  # what the worker consumes
 RETRACTIONS = "certification-events"  # EventProducer's default topic of event.retracted
 BAD_LINES_TOPIC = "training-events"
 
@@ -258,12 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress-every", type=float, default=30.0)
     parser.add_argument("--keep-data", action="store_true")
     args = parser.parse_args(argv)
-
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
+    stop_on_signals()
 
     run_start = time.monotonic()
     say(f"rehearsal: {args.workers:,} workers x ~{args.events_per_worker:g} events, {args.partitions} partitions, "
@@ -278,12 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka.start()
         bootstrap = kafka.bootstrap
         app_id = f"rehearsal-{uuid.uuid4().hex[:8]}"
-        specs = []
-        for s in load_topic_specs("local", partitions=args.partitions, app_id=app_id):
-            if s.name == WORKER_FILES:
-                s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
-            specs.append(s)
-        ensure_topics(bootstrap, specs)
+        ensure_topics(bootstrap, append_time_specs(args.partitions, app_id=app_id))
         sampler.add("broker", broker_pid(kafka))
         registry_path = work_dir / "organisations.toml"
         registry_text = registry_toml(population_registry(args.seed))
@@ -338,25 +326,15 @@ def main(argv: list[str] | None = None) -> int:
             sampler.watch(f"ready{i}", w.log_path, "ready: tables recovered")
         launch = time.time()
         say(f"started {args.processes} worker(s) (app id {app_id}); {r['load_start']}")
-        deadline = time.monotonic() + timeout
-        next_say = time.monotonic() + args.progress_every
-        source_progress = SourceProgress(bootstrap, app_id, SOURCES)
-        while True:
-            for w in workers:
-                if not w.running:
-                    raise RuntimeError(f"a worker exited ({w.proc.returncode}); log tail:\n{w.log_text()[-3000:]}")
-            done, total = source_progress()
-            if done >= total:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the workers did not catch up in {timeout:.0f} s ({done:,}/{total:,})")
-            if time.monotonic() > next_say:
-                ready = min(sampler.seen.values(), default=launch)
-                rss = ", ".join(f"{mib(sampler.memory_peak(f'worker{i}'))}" for i in range(args.processes))
-                say(f"  {done:,}/{total:,} messages committed ({done / max(1e-9, time.time() - ready):,.0f}/s since "
+
+        def progress(done: int, total: int) -> str:
+            ready = min(sampler.seen.values(), default=launch)
+            rss = ", ".join(f"{mib(sampler.memory_peak(f'worker{i}'))}" for i in range(args.processes))
+            return (f"  {done:,}/{total:,} messages committed ({done / max(1e-9, time.time() - ready):,.0f}/s since "
                     f"ready); worker peak RSS {rss}; {load_text()}")
-                next_say += args.progress_every
-            time.sleep(2)
+
+        source_progress = SourceProgress(bootstrap, app_id)
+        total = source_progress.wait(workers, timeout, poll=2, every=args.progress_every, progress=progress)
         source_progress.close()
         r["load_end"] = load_text()
         r["total_sources"] = total
@@ -377,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         r["broker_cpu"] = sampler.cpu_between("broker", ready, last)
         r["machine"] = sampler.machine_between(ready, last) / max(r["window"], 1e-9) / os.cpu_count()
         r["file_records"] = files["records"]
-        for w in workers:
-            w.stop(timeout=120)
+        stop_workers(workers, timeout=120)
 
         # 4. sizes and the check
         r["rocksdb"] = [dir_bytes(w.data_dir) for w in workers]
@@ -400,10 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             r["first_mismatch"] = (f"{mask_ssn(k.decode())}: " + ("no file" if not have else "sections differ: " +
                                    ", ".join(s for s in want if want[s] != got.get(s))))
     finally:
-        for w in workers:
-            w.stop(timeout=60)
-            if w.running:
-                w.kill()
+        stop_workers(workers, timeout=60)
         sampler.stop()
         kafka.stop()
         if args.keep_data:

@@ -37,7 +37,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -53,14 +52,13 @@ from schemas.identity import mask_ssn  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import (EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs, provision)
+from streams.topics import WORKER_FILES, ensure_topics, provision  # noqa: E402
 from tests.integration.conftest import expected_files, publish  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import ProcSampler, SourceProgress, broker_pid, load_text, mib, say  # noqa: E402
+from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, load_text, mib, say,  # noqa: E402
+                      stop_on_signals, stop_workers)
 
-SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)
 READY = re.compile(r"ready: tables recovered, processing event partitions (\S+) of app")
 
 
@@ -124,22 +122,9 @@ def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict
             w.start()
             sampler.add(f"{name}{i}", w.proc.pid)
             sampler.watch(f"{name}-ready{i}", w.log_path, "ready: tables recovered")
-        progress = SourceProgress(bootstrap, app_id, SOURCES)
-        deadline = time.monotonic() + args.timeout
-        next_say = time.monotonic() + 15
-        while True:
-            for w in workers:
-                if not w.running:
-                    raise RuntimeError(f"a worker exited ({w.proc.returncode}); log tail:\n{w.log_text()[-3000:]}")
-            done, total = progress()
-            if done >= total:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"[{name}] not caught up in {args.timeout:.0f} s: {done:,}/{total:,}")
-            if time.monotonic() > next_say:
-                say(f"  [{name}] {done:,}/{total:,} committed; {load_text()}")
-                next_say += 15
-            time.sleep(1)
+        progress = SourceProgress(bootstrap, app_id)
+        total = progress.wait(workers, args.timeout, poll=1, every=15,
+                              progress=lambda done, total: f"  [{name}] {done:,}/{total:,} committed; {load_text()}")
         per_partition = {}
         for tp, end in progress.end_offsets().items():
             per_partition[tp.partition] = per_partition.get(tp.partition, 0) + end - progress.begin[tp]
@@ -174,10 +159,7 @@ def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict
                 s for s in expected[ssn] if expected[ssn][s] != have.get(s)) if have else "no file")
         return out
     finally:
-        for w in workers:
-            w.stop(timeout=60)
-            if w.running:
-                w.kill()
+        stop_workers(workers, timeout=60)
 
 
 def report(name: str, out: dict, processes: int) -> None:
@@ -211,12 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-single", action="store_true", help="skip the one-worker reference")
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args(argv)
-
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
+    stop_on_signals()
 
     run_start = time.monotonic()
     say(f"scale-out benchmark: {args.processes} workers, one app id, {args.partitions} partitions; "
@@ -227,12 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     try:
         kafka.start()
-        specs = []
-        for s in load_topic_specs("local", partitions=args.partitions):
-            if s.name == WORKER_FILES:
-                s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
-            specs.append(s)
-        ensure_topics(kafka.bootstrap, specs)
+        ensure_topics(kafka.bootstrap, append_time_specs(args.partitions))
         sampler.add("broker", broker_pid(kafka))
         items = generate_population(args.workers, seed=args.seed, months=args.months)
         expected = expected_files(items)

@@ -81,18 +81,14 @@ from streams.handler import Origin, fold_batch, intake_message, load_state, stat
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import (EVENT_TOPICS, WORKER_FILE_CHANGES, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs, provision)
+from streams.topics import EVENT_TOPICS, WORKER_FILE_CHANGES, WORKER_FILES, ensure_topics, provision  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import ProcSampler, broker_pid, load_text, machine_busy, proc_cpu, topic_records  # noqa: E402
+from benchlib import (ProcSampler, append_time_specs, broker_pid, load_text, machine_busy, proc_cpu, say,  # noqa: E402
+                      stop_on_signals, stop_workers, topic_records, worker_exited)
 
 PARTITIONS = 4
 TIMESTAMPED = (WORKER_FILES, WORKER_FILE_CHANGES)  # LogAppendTime: timestamp = broker append
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 # ------------------------------------------------------------------ CPU accounting
@@ -137,15 +133,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
         return float("nan")
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
-
-
-def topic_specs() -> list[TopicSpec]:
-    specs = []
-    for s in load_topic_specs("local", partitions=PARTITIONS):
-        if s.name in TIMESTAMPED:
-            s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
-        specs.append(s)
-    return specs
 
 
 def unversioned(value: bytes) -> bytes:
@@ -280,10 +267,6 @@ class ProfiledWorker(WorkerProcess):
             subprocess.Popen = real_popen
 
 
-def worker_died(worker: WorkerProcess) -> RuntimeError:
-    return RuntimeError(f"the worker exited ({worker.proc.returncode}); log tail:\n{worker.log_text()[-3000:]}")
-
-
 async def wait_for_files(bootstrap: str, expected: dict[bytes, bytes], worker: WorkerProcess, timeout: float,
                          start_offsets: dict[TopicPartition, int] | None = None, cpu: CpuWindow | None = None,
                          progress_every: float = 5.0) -> dict:
@@ -309,7 +292,7 @@ async def wait_for_files(bootstrap: str, expected: dict[bytes, bytes], worker: W
         next_progress = time.monotonic() + progress_every
         while len(final) < len(expected):
             if not worker.running:
-                raise worker_died(worker)
+                raise worker_exited(worker)
             if time.monotonic() > deadline:
                 raise TimeoutError(describe_mismatch(bootstrap, expected, final, timeout))
             for batch in (await consumer.getmany(timeout_ms=500)).values():
@@ -410,7 +393,7 @@ async def read_change_times(bootstrap: str, start_offsets: dict[TopicPartition, 
         last_news = time.monotonic()
         while len(published) < len(sent):
             if not worker.running:
-                raise worker_died(worker)
+                raise worker_exited(worker)
             now = time.monotonic()
             if now > deadline or now - last_news > settle:
                 break
@@ -577,13 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra environment of the worker (e.g. to compare a setting), repeatable")
     parser.add_argument("--keep-data", action="store_true", help="keep the worker's data dir and log")
     args = parser.parse_args(argv)
-
-    # SIGTERM/SIGHUP -> SystemExit, so the finally below stops the worker and the broker
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
+    stop_on_signals()  # SIGTERM/SIGHUP -> SystemExit, so the finally below stops the worker and the broker
 
     run_start = time.monotonic()
     say(f"stream benchmark: {load_text()} at start (the machine is shared: figures are noisy)")
@@ -597,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         say("starting Kafka ...")
         kafka.start()
         bootstrap = kafka.bootstrap
-        ensure_topics(bootstrap, topic_specs())
+        ensure_topics(bootstrap, append_time_specs(PARTITIONS, TIMESTAMPED))
         sampler.add("broker", broker_pid(kafka))
 
         # 1. population, expected files, everything produced before the worker starts
@@ -704,9 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_py_spy(spy)
         if worker is not None:
             results["rss_peak"] = sampler.memory_peak("worker")
-            worker.stop()
-            if worker.running:
-                worker.kill()
+            stop_workers([worker], timeout=30)
         sampler.stop()
         kafka.stop()
         if not args.keep_data:
