@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts (not a test): CPU time and memory of
 processes from /proc (Linux), the machine's load, sizes of topics and directories, and
 the parts of a run against a local broker and `workerfile worker` processes that every
-script has (signals, topics, waiting for the workers, stopping them).
+script has (signals, topics, waiting for the workers, reading `worker-files`, stopping).
 
 The machine the figures are taken on is small and shared, so every script prints the
 load average next to each figure, and counts work in CPU seconds of the process that
@@ -299,3 +299,44 @@ def stop_workers(workers, timeout: float) -> None:
         if worker.running:
             worker.kill()
 
+
+async def read_worker_files(bootstrap: str, partitions: int, start: dict[int, int] | None = None,
+                            keys: set[bytes] | None = None) -> dict:
+    """`worker-files` from the offsets `start` (partition -> offset; its beginning when
+    None) to its end as it is now: "latest", the latest value (Avro bytes, None for a
+    tombstone) of each key in `keys` (every key when None); and per partition "records",
+    the records read, and "last_ts", the latest record timestamp (ms)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 2**20,
+                                fetch_max_bytes=32 * 2**20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(WORKER_FILES, p) for p in range(partitions)]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        first = {tp: (start or {}).get(tp.partition, 0) for tp in tps}
+        if start is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, first[tp])
+        remaining = {tp for tp in tps if end[tp] > first[tp]}
+        latest: dict[bytes, bytes | None] = {}
+        records = {p: 0 for p in range(partitions)}
+        last_ts = {p: 0 for p in range(partitions)}
+        while remaining:
+            for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).items():
+                for m in batch:
+                    if m.offset >= end[tp]:
+                        break
+                    records[tp.partition] += 1
+                    last_ts[tp.partition] = max(last_ts[tp.partition], m.timestamp)
+                    if keys is None or m.key in keys:
+                        latest[m.key] = m.value
+                if batch and batch[-1].offset >= end[tp] - 1:
+                    remaining.discard(tp)
+        return {"latest": latest, "records": records, "last_ts": last_ts}
+    finally:
+        await consumer.stop()

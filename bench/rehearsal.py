@@ -60,7 +60,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from processors.batch import fold_lines  # noqa: E402
@@ -70,11 +70,11 @@ from streams import codec  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import TOPIC_OF_TYPE, EventProducer, InvalidEvent  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import WORKER_FILES, ensure_topics  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
 from workerfile.population import Orgs, add_anomalies, make_worker_ssn, population_registry, worker_career  # noqa: E402
 
 from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, dir_bytes, load_text,  # noqa: E402
-                      mib, say, stop_on_signals, stop_workers, topic_disk_bytes, topic_records)
+                      mib, read_worker_files, say, stop_on_signals, stop_workers, topic_disk_bytes, topic_records)
 
 RETRACTIONS = "certification-events"  # EventProducer's default topic of event.retracted
 BAD_LINES_TOPIC = "training-events"
@@ -209,38 +209,6 @@ class Sender:
         self.loop.close()
 
 
-# ------------------------------------------------------------------ progress of the workers
-async def read_latest_files(bootstrap: str, keys: set[bytes] | None, partitions: int) -> dict:
-    """worker-files from its beginning to its end: the latest value of each key in `keys`
-    (all keys when None), the number of records and the latest append time (ms)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 2**20,
-                                fetch_max_bytes=32 * 2**20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(WORKER_FILES, p) for p in range(partitions)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        latest: dict[bytes, bytes | None] = {}
-        records, last_ts = 0, 0
-        while remaining:
-            for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).items():
-                for m in batch:
-                    if m.offset >= end[tp]:
-                        break
-                    records += 1
-                    last_ts = max(last_ts, m.timestamp)
-                    if keys is None or m.key in keys:
-                        latest[m.key] = m.value
-                if batch and batch[-1].offset >= end[tp] - 1:
-                    remaining.discard(tp)
-        return {"latest": latest, "records": records, "last_ts": last_ts}
-    finally:
-        await consumer.stop()
-
-
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -343,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.processes):
             r[f"rss{i}"] = sampler.memory_peak(f"worker{i}")
         time.sleep(2)  # the producer's last sends and the changelog's appends
-        files = asyncio.run(read_latest_files(bootstrap, set(expected), args.partitions))
-        last = files["last_ts"] / 1000
+        files = asyncio.run(read_worker_files(bootstrap, args.partitions, keys=set(expected)))
+        last = max(files["last_ts"].values()) / 1000
         ready = min((sampler.seen[f"ready{i}"] for i in range(args.processes) if f"ready{i}" in sampler.seen),
                     default=launch)
         r["window"] = last - ready
@@ -354,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         r["cpu_total"] = [sampler.cpu_between(f"worker{i}", launch, last) for i in range(args.processes)]
         r["broker_cpu"] = sampler.cpu_between("broker", ready, last)
         r["machine"] = sampler.machine_between(ready, last) / max(r["window"], 1e-9) / os.cpu_count()
-        r["file_records"] = files["records"]
+        r["file_records"] = sum(files["records"].values())
         stop_workers(workers, timeout=120)
 
         # 4. sizes and the check

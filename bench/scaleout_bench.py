@@ -46,8 +46,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-
 from schemas.identity import mask_ssn  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
@@ -56,41 +54,10 @@ from streams.topics import WORKER_FILES, ensure_topics, provision  # noqa: E402
 from tests.integration.conftest import expected_files, publish  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, load_text, mib, say,  # noqa: E402
-                      stop_on_signals, stop_workers)
+from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, load_text, mib,  # noqa: E402
+                      read_worker_files, say, stop_on_signals, stop_workers)
 
 READY = re.compile(r"ready: tables recovered, processing event partitions (\S+) of app")
-
-
-async def files_since(bootstrap: str, partitions: int, start: dict[int, int]) -> dict:
-    """`worker-files` from the offsets `start` to its end: the latest file (decoded) of
-    every key, and per partition the records read and the latest append time (s)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 2**20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(WORKER_FILES, p) for p in range(partitions)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, start.get(tp.partition, 0))
-        remaining = {tp for tp in tps if end[tp] > start.get(tp.partition, 0)}
-        latest: dict[str, dict | None] = {}
-        last_ts = {p: 0.0 for p in range(partitions)}
-        records = {p: 0 for p in range(partitions)}
-        while remaining:
-            for tp, batch in (await consumer.getmany(timeout_ms=1000)).items():
-                for m in batch:
-                    if m.offset >= end[tp]:
-                        break
-                    records[tp.partition] += 1
-                    last_ts[tp.partition] = max(last_ts[tp.partition], m.timestamp / 1000)
-                    latest[m.key.decode()] = codec.decode(m.value)[1] if m.value is not None else None
-                if batch and batch[-1].offset >= end[tp] - 1:
-                    remaining.discard(tp)
-        return {"latest": latest, "last_ts": last_ts, "records": records}
-    finally:
-        await consumer.stop()
 
 
 def file_end_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
@@ -131,13 +98,15 @@ def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict
         progress.close()
         load_end = load_text()
         time.sleep(2)
-        files = asyncio.run(files_since(bootstrap, args.partitions, start_offsets))
+        files = asyncio.run(read_worker_files(bootstrap, args.partitions, start=start_offsets))
+        last_ts = {p: ts / 1000 for p, ts in files["last_ts"].items()}
+        latest = {k.decode(): codec.decode(v)[1] if v is not None else None for k, v in files["latest"].items()}
         out = {"app_id": app_id, "load_start": load_start, "load_end": load_end, "total": total, "workers": []}
         for i, w in enumerate(workers):
             lines = READY.findall(w.log_text())
             parts = sorted(int(p) for p in lines[-1].split(",") if p.isdigit()) if lines else []
             ready = sampler.seen.get(f"{name}-ready{i}", launch)
-            last = max((files["last_ts"][p] for p in parts), default=ready)
+            last = max((last_ts[p] for p in parts), default=ready)
             events = sum(per_partition.get(p, 0) for p in parts)
             out["workers"].append({
                 "partitions": parts, "rebalances": len(lines), "events": events, "ready_after": ready - launch,
@@ -145,16 +114,16 @@ def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict
                 "cpu_launch": sampler.cpu_between(f"{name}{i}", launch, last),
                 "rss": sampler.memory_peak(f"{name}{i}"), "file_records": sum(files["records"][p] for p in parts)})
         first_ready = min(launch + w["ready_after"] for w in out["workers"])
-        last_file = max(files["last_ts"].values())
+        last_file = max(last_ts.values())
         out["window"] = last_file - first_ready
         out["machine"] = sampler.machine_between(first_ready, last_file) / max(out["window"], 1e-9) / os.cpu_count()
         out["broker_cpu"] = sampler.cpu_between("broker", first_ready, last_file)
-        differing = [ssn for ssn, f in expected.items() if files["latest"].get(ssn) != f]
-        extra = [ssn for ssn in files["latest"] if ssn not in expected]
+        differing = [ssn for ssn, f in expected.items() if latest.get(ssn) != f]
+        extra = [ssn for ssn in latest if ssn not in expected]
         out["checked"], out["differing"], out["extra"] = len(expected), len(differing), len(extra)
         if differing:
             ssn = differing[0]
-            have = files["latest"].get(ssn) or {}
+            have = latest.get(ssn) or {}
             out["first_difference"] = f"{mask_ssn(ssn)}: " + (", ".join(
                 s for s in expected[ssn] if expected[ssn][s] != have.get(s)) if have else "no file")
         return out
