@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts (not a test): CPU time and memory of
 processes from /proc (Linux), the machine's load, sizes of topics and directories, and
-the parts of a run against a local broker and `workerfile worker` processes that every
-script has (signals, topics, waiting for the workers, reading `worker-files`, stopping).
+the parts of a run against a local broker and `workerfile worker` processes that the
+scripts share (the run's broker, work directory and signals; its topics; waiting for the
+workers, stopping them; reading `worker-files`).
 
 The machine the figures are taken on is small and shared, so every script prints the
 load average next to each figure, and counts work in CPU seconds of the process that
@@ -11,11 +12,14 @@ did it (user + system, all its threads, from /proc/PID/stat) rather than wall ti
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from streams.local_kafka import LocalKafka
 from streams.topics import EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec, load_topic_specs
 
 SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)  # what a worker consumes
@@ -273,6 +277,43 @@ def stop_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit)
+
+
+class LocalRun:
+    """What a benchmark run against a throw-away broker starts and must stop: a work
+    directory (`prefix`...), a local broker (streams.local_kafka.LocalKafka with
+    `broker_options`; its data in the work directory's `broker_dir` when given, else in
+    a temporary directory of its own) and a ProcSampler. Makes SIGTERM and SIGHUP raise
+    SystemExit (stop_on_signals), so that `close()` in the script's `finally` runs."""
+
+    def __init__(self, prefix: str, broker_dir: str | None = None, **broker_options):
+        stop_on_signals()
+        self.started = time.monotonic()
+        self.work_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        if broker_dir is not None:
+            broker_options["data_dir"] = self.work_dir / broker_dir
+        self.kafka = LocalKafka(**broker_options)
+        self.sampler = ProcSampler()
+
+    def start_broker(self) -> str:
+        """Start the broker, sample its process; returns its bootstrap address."""
+        self.kafka.start()
+        self.sampler.add("broker", broker_pid(self.kafka))
+        return self.kafka.bootstrap
+
+    def close(self, kept: str | None = None) -> None:
+        """Stop the sampler and the broker; remove the work directory, or, with `kept`
+        (what it holds), say where it is."""
+        self.sampler.stop()
+        self.kafka.stop()
+        if kept:
+            say(f"{kept} kept in {self.work_dir}")
+        else:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def end_text(self) -> str:
+        """The last line of a run: how long it took and the load at the end."""
+        return f"run time {time.monotonic() - self.started:.0f} s; {load_text()} at the end"
 
 
 def append_time_specs(partitions: int, timestamped=(WORKER_FILES,), app_id: str | None = None) -> list[TopicSpec]:

@@ -47,10 +47,8 @@ import asyncio
 import multiprocessing
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -67,14 +65,13 @@ from processors.batch import fold_lines  # noqa: E402
 from schemas.identity import mask_ssn  # noqa: E402
 from processors.organisations import parse_organisations, registry_toml  # noqa: E402
 from streams import codec  # noqa: E402
-from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import TOPIC_OF_TYPE, EventProducer, InvalidEvent  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 from workerfile.population import Orgs, add_anomalies, make_worker_ssn, population_registry, worker_career  # noqa: E402
 
-from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, dir_bytes, load_text,  # noqa: E402
-                      mib, read_worker_files, say, stop_on_signals, stop_workers, topic_disk_bytes, topic_records)
+from benchlib import (LocalRun, SourceProgress, append_time_specs, dir_bytes, load_text, mib,  # noqa: E402
+                      read_worker_files, say, stop_workers, topic_disk_bytes, topic_records)
 
 RETRACTIONS = "certification-events"  # EventProducer's default topic of event.retracted
 BAD_LINES_TOPIC = "training-events"
@@ -224,23 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress-every", type=float, default=30.0)
     parser.add_argument("--keep-data", action="store_true")
     args = parser.parse_args(argv)
-    stop_on_signals()
 
-    run_start = time.monotonic()
+    run = LocalRun("rehearsal-", broker_dir="kafka")
     say(f"rehearsal: {args.workers:,} workers x ~{args.events_per_worker:g} events, {args.partitions} partitions, "
         f"{args.processes} worker process(es); {load_text()} at start")
-    work_dir = Path(tempfile.mkdtemp(prefix="rehearsal-"))
-    kafka = LocalKafka(data_dir=work_dir / "kafka")
+    work_dir, sampler = run.work_dir, run.sampler
     workers: list[WorkerProcess] = []
-    sampler = ProcSampler()
     r: dict = {}
     try:
         # 1. broker, topics, registry
-        kafka.start()
-        bootstrap = kafka.bootstrap
+        bootstrap = run.start_broker()
         app_id = f"rehearsal-{uuid.uuid4().hex[:8]}"
         ensure_topics(bootstrap, append_time_specs(args.partitions, app_id=app_id))
-        sampler.add("broker", broker_pid(kafka))
         registry_path = work_dir / "organisations.toml"
         registry_text = registry_toml(population_registry(args.seed))
         registry_path.write_text(registry_text, encoding="utf-8")
@@ -333,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         topics = sorted(t for t in lister.topics() if not t.startswith("__"))  # also the views made on demand
         lister.close()
         counts = topic_records(bootstrap, topics)
-        r["topics"] = {t: (counts.get(t, 0), topic_disk_bytes(kafka.data_dir, t)) for t in topics}
+        r["topics"] = {t: (counts.get(t, 0), topic_disk_bytes(run.kafka.data_dir, t)) for t in topics}
         mismatched = [k for k, v in expected.items() if files["latest"].get(k) != v]
         missing = [k for k in mismatched if files["latest"].get(k) is None]
         r["checked"], r["mismatched"], r["missing"] = len(expected), len(mismatched), len(missing)
@@ -346,12 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ", ".join(s for s in want if want[s] != got.get(s))))
     finally:
         stop_workers(workers, timeout=60)
-        sampler.stop()
-        kafka.stop()
-        if args.keep_data:
-            say(f"data kept in {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        run.close(kept="data" if args.keep_data else None)
 
     # ------------------------------------------------------------ report
     n = r["produced"]
@@ -389,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{mib(max(r[f'rss{i}'] for i in range(args.processes)))} "
         f"{'MET' if max(r[f'rss{i}'] for i in range(args.processes)) <= 1.5e9 else 'MISSED'}; files equal -> "
         f"{'MET' if not r['mismatched'] else 'MISSED'}")
-    say(f"run time {time.monotonic() - run_start:.0f} s; {load_text()} at the end")
+    say(run.end_text())
     return 0 if not r["mismatched"] else 1
 
 

@@ -36,9 +36,7 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -48,14 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from schemas.identity import mask_ssn  # noqa: E402
 from streams import codec  # noqa: E402
-from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
 from streams.topics import WORKER_FILES, ensure_topics, provision  # noqa: E402
 from tests.integration.conftest import expected_files, publish  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import (ProcSampler, SourceProgress, append_time_specs, broker_pid, load_text, mib,  # noqa: E402
-                      read_worker_files, say, stop_on_signals, stop_workers)
+from benchlib import (LocalRun, SourceProgress, append_time_specs, load_text, mib, read_worker_files, say,  # noqa: E402
+                      stop_workers)
 
 READY = re.compile(r"ready: tables recovered, processing event partitions (\S+) of app")
 
@@ -72,14 +69,13 @@ def file_end_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
         consumer.close()
 
 
-def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict[str, dict], work_dir: Path,
-              sampler: ProcSampler) -> dict:
+def run_phase(name: str, run: LocalRun, args, processes: int, expected: dict[str, dict]) -> dict:
     """`processes` workers of a fresh app id over every source message; their figures."""
-    bootstrap = kafka.bootstrap
+    bootstrap, sampler = run.kafka.bootstrap, run.sampler
     app_id = f"scaleout-{name}-{uuid.uuid4().hex[:6]}"
     provision(bootstrap, app_id, args.partitions)
     start_offsets = file_end_offsets(bootstrap, args.partitions)
-    workers = [WorkerProcess(bootstrap, app_id, work_dir / f"{name}-w{i}", partitions=args.partitions,
+    workers = [WorkerProcess(bootstrap, app_id, run.work_dir / f"{name}-w{i}", partitions=args.partitions,
                              loglevel="warning") for i in range(processes)]
     say(f"[{name}] starting {processes} worker(s), app id {app_id}; {load_text()}")
     load_start = load_text()
@@ -162,31 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-single", action="store_true", help="skip the one-worker reference")
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args(argv)
-    stop_on_signals()
 
-    run_start = time.monotonic()
+    run = LocalRun("scaleout-bench-", extra_config="group.initial.rebalance.delay.ms=3000")
     say(f"scale-out benchmark: {args.processes} workers, one app id, {args.partitions} partitions; "
         f"{load_text()} at start")
-    work_dir = Path(tempfile.mkdtemp(prefix="scaleout-bench-"))
-    kafka = LocalKafka(extra_config="group.initial.rebalance.delay.ms=3000")
-    sampler = ProcSampler()
     results = {}
     try:
-        kafka.start()
-        ensure_topics(kafka.bootstrap, append_time_specs(args.partitions))
-        sampler.add("broker", broker_pid(kafka))
+        bootstrap = run.start_broker()
+        ensure_topics(bootstrap, append_time_specs(args.partitions))
         items = generate_population(args.workers, seed=args.seed, months=args.months)
         expected = expected_files(items)
         say(f"population: {args.workers} workers, {len(items):,} inputs with anomalies; publishing ...")
-        counts = publish(kafka.bootstrap, items)
+        counts = publish(bootstrap, items)
         say(f"  published {counts}; {len(expected):,} expected files (offline fold); {load_text()}")
-        results["scale-out"] = run_phase("pair", kafka, args, args.processes, expected, work_dir, sampler)
+        results["scale-out"] = run_phase("pair", run, args, args.processes, expected)
         if not args.no_single:
-            results["one worker"] = run_phase("single", kafka, args, 1, expected, work_dir, sampler)
+            results["one worker"] = run_phase("single", run, args, 1, expected)
     finally:
-        sampler.stop()
-        kafka.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
+        run.close()
     say()
     say(f"== scale-out: {args.workers} workers, {len(items):,} inputs, {args.partitions} partitions ==")
     ok = True
@@ -197,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         pair, one = results["scale-out"], results["one worker"]
         say(f"pair / one worker: throughput {one['window'] / pair['window']:.2f} x, CPU per event "
             f"{sum(w['cpu'] for w in pair['workers']) / max(1e-9, sum(w['cpu'] for w in one['workers'])):.2f} x")
-    say(f"run time {time.monotonic() - run_start:.0f} s; {load_text()} at the end")
+    say(run.end_text())
     return 0 if ok else 1
 
 
