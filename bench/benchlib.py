@@ -1,5 +1,8 @@
 """Helpers shared by the benchmark scripts (not a test): CPU time and memory of
-processes from /proc (Linux), the machine's load, sizes of topics and directories.
+processes from /proc (Linux), the machine's load, sizes of topics and directories, and
+the parts of a run against a local broker and `workerfile worker` processes that the
+scripts share (the run's broker, work directory and signals; its topics; waiting for the
+workers, stopping them; reading `worker-files`).
 
 The machine the figures are taken on is small and shared, so every script prints the
 load average next to each figure, and counts work in CPU seconds of the process that
@@ -9,10 +12,17 @@ did it (user + system, all its threads, from /proc/PID/stat) rather than wall ti
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from streams.local_kafka import LocalKafka
+from streams.topics import EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec, load_topic_specs
+
+SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)  # what a worker consumes
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -213,7 +223,7 @@ class SourceProgress:
     """How far the group has committed on the source topics: a consumer of the group's id
     that never joins it (no subscribe, no poll), asking only for its committed offsets."""
 
-    def __init__(self, bootstrap: str, group: str, topics):
+    def __init__(self, bootstrap: str, group: str, topics=SOURCES):
         from kafka import KafkaConsumer
         from kafka import TopicPartition as KTP
 
@@ -233,5 +243,141 @@ class SourceProgress:
             done += max(0, (committed if committed is not None else self.begin[tp]) - self.begin[tp])
         return done, sum(end[tp] - self.begin[tp] for tp in self.tps)
 
+    def wait(self, workers, timeout: float, poll: float, every: float, progress) -> int:
+        """Ask every `poll` s until the group has committed every message of the source
+        topics, and return how many there are; every `every` s say `progress(done, total)`.
+        Raises if one of `workers` exits, or after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        next_say = time.monotonic() + every
+        while True:
+            for worker in workers:
+                if not worker.running:
+                    raise worker_exited(worker)
+            done, total = self()
+            if done >= total:
+                return total
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the workers did not catch up in {timeout:.0f} s ({done:,}/{total:,})")
+            if time.monotonic() > next_say:
+                say(progress(done, total))
+                next_say += every
+            time.sleep(poll)
+
     def close(self) -> None:
         self.consumer.close()
+
+
+# ------------------------------------------------------------------ a run against a local broker
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP raise SystemExit (128 + the signal), as Ctrl-C raises
+    KeyboardInterrupt, so that the script's `finally` stops its workers and its broker."""
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit)
+
+
+class LocalRun:
+    """What a benchmark run against a throw-away broker starts and must stop: a work
+    directory (`prefix`...), a local broker (streams.local_kafka.LocalKafka with
+    `broker_options`; its data in the work directory's `broker_dir` when given, else in
+    a temporary directory of its own) and a ProcSampler. Makes SIGTERM and SIGHUP raise
+    SystemExit (stop_on_signals), so that `close()` in the script's `finally` runs."""
+
+    def __init__(self, prefix: str, broker_dir: str | None = None, **broker_options):
+        stop_on_signals()
+        self.started = time.monotonic()
+        self.work_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        if broker_dir is not None:
+            broker_options["data_dir"] = self.work_dir / broker_dir
+        self.kafka = LocalKafka(**broker_options)
+        self.sampler = ProcSampler()
+
+    def start_broker(self) -> str:
+        """Start the broker, sample its process; returns its bootstrap address."""
+        self.kafka.start()
+        self.sampler.add("broker", broker_pid(self.kafka))
+        return self.kafka.bootstrap
+
+    def close(self, kept: str | None = None) -> None:
+        """Stop the sampler and the broker; remove the work directory, or, with `kept`
+        (what it holds), say where it is."""
+        self.sampler.stop()
+        self.kafka.stop()
+        if kept:
+            say(f"{kept} kept in {self.work_dir}")
+        else:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def end_text(self) -> str:
+        """The last line of a run: how long it took and the load at the end."""
+        return f"run time {time.monotonic() - self.started:.0f} s; {load_text()} at the end"
+
+
+def append_time_specs(partitions: int, timestamped=(WORKER_FILES,), app_id: str | None = None) -> list[TopicSpec]:
+    """The local profile's topics (streams.topics.load_topic_specs), those named in
+    `timestamped` with message.timestamp.type=LogAppendTime: their records carry the
+    broker's append time, the "published" time of the figures."""
+    specs = []
+    for s in load_topic_specs("local", partitions=partitions, app_id=app_id):
+        if s.name in timestamped:
+            s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
+        specs.append(s)
+    return specs
+
+
+def worker_exited(worker) -> RuntimeError:
+    """The error to raise when a streams.runner.WorkerProcess stopped before its time."""
+    return RuntimeError(f"a worker exited ({worker.proc.returncode}); log tail:\n{worker.log_text()[-3000:]}")
+
+
+def stop_workers(workers, timeout: float) -> None:
+    """SIGTERM each worker (RocksDB closed), waiting up to `timeout` s; SIGKILL if it lives on."""
+    for worker in workers:
+        worker.stop(timeout=timeout)
+        if worker.running:
+            worker.kill()
+
+
+async def read_worker_files(bootstrap: str, partitions: int, start: dict[int, int] | None = None,
+                            keys: set[bytes] | None = None) -> dict:
+    """`worker-files` from the offsets `start` (partition -> offset; its beginning when
+    None) to its end as it is now: "latest", the latest value (Avro bytes, None for a
+    tombstone) of each key in `keys` (every key when None); and per partition "records",
+    the records read, and "last_ts", the latest record timestamp (ms)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 2**20,
+                                fetch_max_bytes=32 * 2**20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(WORKER_FILES, p) for p in range(partitions)]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        first = {tp: (start or {}).get(tp.partition, 0) for tp in tps}
+        if start is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, first[tp])
+        remaining = {tp for tp in tps if end[tp] > first[tp]}
+        latest: dict[bytes, bytes | None] = {}
+        records = {p: 0 for p in range(partitions)}
+        last_ts = {p: 0 for p in range(partitions)}
+        while remaining:
+            for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).items():
+                for m in batch:
+                    if m.offset >= end[tp]:
+                        break
+                    records[tp.partition] += 1
+                    last_ts[tp.partition] = max(last_ts[tp.partition], m.timestamp)
+                    if keys is None or m.key in keys:
+                        latest[m.key] = m.value
+                if batch and batch[-1].offset >= end[tp] - 1:
+                    remaining.discard(tp)
+        return {"latest": latest, "records": records, "last_ts": last_ts}
+    finally:
+        await consumer.stop()

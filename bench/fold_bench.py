@@ -81,19 +81,15 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
 
-    def json_parse():
-        for line in lines:
-            try:
-                json.loads(line)
-            except json.JSONDecodeError:
-                pass
+    def parse_only(parser):  # json or orjson: its loads of every line, its JSONDecodeError ignored
+        def parse():
+            for line in lines:
+                try:
+                    parser.loads(line)
+                except parser.JSONDecodeError:
+                    pass
 
-    def orjson_parse():
-        for line in lines:
-            try:
-                orjson.loads(line)
-            except orjson.JSONDecodeError:
-                pass
+        return parse
 
     def validate():
         for line in lines:
@@ -107,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     def fold():
         fold_lines(lines).files()
 
-    steps = (("parse only (json)", json_parse), ("parse only (orjson)", orjson_parse),
+    steps = (("parse only (json)", parse_only(json)), ("parse only (orjson)", parse_only(orjson)),
              ("parse + validate (ref)", validate), ("parse + validate (fast)", validate_fast),
              ("fold + derive files", fold))
     best = {name: float("inf") for name, _ in steps}

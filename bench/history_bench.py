@@ -48,7 +48,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -56,6 +55,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from schemas.identity import mask_ssn  # noqa: E402
 from processors.intake import Rejection, validate_event  # noqa: E402
@@ -64,12 +64,13 @@ from streams.handler import Origin, fold_batch, intake_message, load_state, stat
 from streams.topics import INSURANCE_EVENTS, WORKER_FILES  # noqa: E402
 from workerfile.population import OCCUPATIONS, REGIONS, Orgs, make_worker_ssn  # noqa: E402
 
+from benchlib import proc_cpu, stop_on_signals, stop_workers, worker_exited  # noqa: E402
+
 SCHEMES = ("pension", "medical", "unemployment", "work_injury", "maternity")
 EXTRAS = 15  # non-contribution events of a career: card, 5 enrolments, 3 job events, 4 training events, 2 certificates
 PARTITIONS = 4
 CPU_TARGET = 2.0  # longest history / shortest, CPU per event
 BYTES_TARGET = 4096  # state bytes written per event
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def say(text: str = "", quiet: bool = False) -> None:
@@ -304,12 +305,6 @@ def in_process(length: int, repeat: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------ through Kafka
-def proc_cpu(pid: int) -> float:
-    """user+system CPU seconds of a process (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
 def _consumer(bootstrap: str):
     from kafka import KafkaConsumer
 
@@ -348,7 +343,7 @@ class FileWatch:
         missing = {k for k, n in targets.items() if self.applied.get(k, -1) < n}
         while missing:
             if not self.worker.running:
-                raise RuntimeError(f"the worker exited; log tail:\n{self.worker.log_text()[-3000:]}")
+                raise worker_exited(self.worker)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(missing)} of {len(targets)} files not up to date after {timeout:.0f} s")
             for records in self.consumer.poll(timeout_ms=200, max_records=5000).values():
@@ -521,9 +516,7 @@ def through_kafka(lengths: list[int], workers: int, repeat: int, seed: int, quie
         if watch is not None:
             watch.close()
         if worker is not None:
-            worker.stop()
-            if worker.running:
-                worker.kill()
+            stop_workers([worker], timeout=30)
         kafka.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
     out["run_s"] = time.monotonic() - started
@@ -545,12 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lengths = sorted({int(x) for x in args.histories.split(",") if x.strip()})
     quiet = None if args.json else False  # None: progress to stderr
-
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
+    stop_on_signals()
 
     result: dict = {"histories": lengths, "cpu_target_ratio": CPU_TARGET, "bytes_target": BYTES_TARGET,
                     "load_average": os.getloadavg()[0], "cores": os.cpu_count(), "in_process": {}}

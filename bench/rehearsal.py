@@ -47,10 +47,8 @@ import asyncio
 import multiprocessing
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -60,24 +58,21 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.partitioner import murmur2  # noqa: E402
 
 from processors.batch import fold_lines  # noqa: E402
 from schemas.identity import mask_ssn  # noqa: E402
 from processors.organisations import parse_organisations, registry_toml  # noqa: E402
 from streams import codec  # noqa: E402
-from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import TOPIC_OF_TYPE, EventProducer, InvalidEvent  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import (EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs)
+from streams.topics import ensure_topics  # noqa: E402
 from workerfile.population import Orgs, add_anomalies, make_worker_ssn, population_registry, worker_career  # noqa: E402
 
-from benchlib import (ProcSampler, SourceProgress, broker_pid, dir_bytes, load_text, mib, say,  # noqa: E402
-                      topic_disk_bytes, topic_records)
+from benchlib import (LocalRun, SourceProgress, append_time_specs, dir_bytes, load_text, mib,  # noqa: E402
+                      read_worker_files, say, stop_workers, topic_disk_bytes, topic_records)
 
-SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)  # what the worker consumes
 RETRACTIONS = "certification-events"  # EventProducer's default topic of event.retracted
 BAD_LINES_TOPIC = "training-events"
 
@@ -211,38 +206,6 @@ class Sender:
         self.loop.close()
 
 
-# ------------------------------------------------------------------ progress of the workers
-async def read_latest_files(bootstrap: str, keys: set[bytes] | None, partitions: int) -> dict:
-    """worker-files from its beginning to its end: the latest value of each key in `keys`
-    (all keys when None), the number of records and the latest append time (ms)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 2**20,
-                                fetch_max_bytes=32 * 2**20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(WORKER_FILES, p) for p in range(partitions)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        latest: dict[bytes, bytes | None] = {}
-        records, last_ts = 0, 0
-        while remaining:
-            for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).items():
-                for m in batch:
-                    if m.offset >= end[tp]:
-                        break
-                    records += 1
-                    last_ts = max(last_ts, m.timestamp)
-                    if keys is None or m.key in keys:
-                        latest[m.key] = m.value
-                if batch and batch[-1].offset >= end[tp] - 1:
-                    remaining.discard(tp)
-        return {"latest": latest, "records": records, "last_ts": last_ts}
-    finally:
-        await consumer.stop()
-
-
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,32 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-data", action="store_true")
     args = parser.parse_args(argv)
 
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
-
-    run_start = time.monotonic()
+    run = LocalRun("rehearsal-", broker_dir="kafka")
     say(f"rehearsal: {args.workers:,} workers x ~{args.events_per_worker:g} events, {args.partitions} partitions, "
         f"{args.processes} worker process(es); {load_text()} at start")
-    work_dir = Path(tempfile.mkdtemp(prefix="rehearsal-"))
-    kafka = LocalKafka(data_dir=work_dir / "kafka")
+    work_dir, sampler = run.work_dir, run.sampler
     workers: list[WorkerProcess] = []
-    sampler = ProcSampler()
     r: dict = {}
     try:
         # 1. broker, topics, registry
-        kafka.start()
-        bootstrap = kafka.bootstrap
+        bootstrap = run.start_broker()
         app_id = f"rehearsal-{uuid.uuid4().hex[:8]}"
-        specs = []
-        for s in load_topic_specs("local", partitions=args.partitions, app_id=app_id):
-            if s.name == WORKER_FILES:
-                s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
-            specs.append(s)
-        ensure_topics(bootstrap, specs)
-        sampler.add("broker", broker_pid(kafka))
+        ensure_topics(bootstrap, append_time_specs(args.partitions, app_id=app_id))
         registry_path = work_dir / "organisations.toml"
         registry_text = registry_toml(population_registry(args.seed))
         registry_path.write_text(registry_text, encoding="utf-8")
@@ -338,25 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             sampler.watch(f"ready{i}", w.log_path, "ready: tables recovered")
         launch = time.time()
         say(f"started {args.processes} worker(s) (app id {app_id}); {r['load_start']}")
-        deadline = time.monotonic() + timeout
-        next_say = time.monotonic() + args.progress_every
-        source_progress = SourceProgress(bootstrap, app_id, SOURCES)
-        while True:
-            for w in workers:
-                if not w.running:
-                    raise RuntimeError(f"a worker exited ({w.proc.returncode}); log tail:\n{w.log_text()[-3000:]}")
-            done, total = source_progress()
-            if done >= total:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the workers did not catch up in {timeout:.0f} s ({done:,}/{total:,})")
-            if time.monotonic() > next_say:
-                ready = min(sampler.seen.values(), default=launch)
-                rss = ", ".join(f"{mib(sampler.memory_peak(f'worker{i}'))}" for i in range(args.processes))
-                say(f"  {done:,}/{total:,} messages committed ({done / max(1e-9, time.time() - ready):,.0f}/s since "
+
+        def progress(done: int, total: int) -> str:
+            ready = min(sampler.seen.values(), default=launch)
+            rss = ", ".join(f"{mib(sampler.memory_peak(f'worker{i}'))}" for i in range(args.processes))
+            return (f"  {done:,}/{total:,} messages committed ({done / max(1e-9, time.time() - ready):,.0f}/s since "
                     f"ready); worker peak RSS {rss}; {load_text()}")
-                next_say += args.progress_every
-            time.sleep(2)
+
+        source_progress = SourceProgress(bootstrap, app_id)
+        total = source_progress.wait(workers, timeout, poll=2, every=args.progress_every, progress=progress)
         source_progress.close()
         r["load_end"] = load_text()
         r["total_sources"] = total
@@ -365,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.processes):
             r[f"rss{i}"] = sampler.memory_peak(f"worker{i}")
         time.sleep(2)  # the producer's last sends and the changelog's appends
-        files = asyncio.run(read_latest_files(bootstrap, set(expected), args.partitions))
-        last = files["last_ts"] / 1000
+        files = asyncio.run(read_worker_files(bootstrap, args.partitions, keys=set(expected)))
+        last = max(files["last_ts"].values()) / 1000
         ready = min((sampler.seen[f"ready{i}"] for i in range(args.processes) if f"ready{i}" in sampler.seen),
                     default=launch)
         r["window"] = last - ready
@@ -376,9 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         r["cpu_total"] = [sampler.cpu_between(f"worker{i}", launch, last) for i in range(args.processes)]
         r["broker_cpu"] = sampler.cpu_between("broker", ready, last)
         r["machine"] = sampler.machine_between(ready, last) / max(r["window"], 1e-9) / os.cpu_count()
-        r["file_records"] = files["records"]
-        for w in workers:
-            w.stop(timeout=120)
+        r["file_records"] = sum(files["records"].values())
+        stop_workers(workers, timeout=120)
 
         # 4. sizes and the check
         r["rocksdb"] = [dir_bytes(w.data_dir) for w in workers]
@@ -388,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         topics = sorted(t for t in lister.topics() if not t.startswith("__"))  # also the views made on demand
         lister.close()
         counts = topic_records(bootstrap, topics)
-        r["topics"] = {t: (counts.get(t, 0), topic_disk_bytes(kafka.data_dir, t)) for t in topics}
+        r["topics"] = {t: (counts.get(t, 0), topic_disk_bytes(run.kafka.data_dir, t)) for t in topics}
         mismatched = [k for k, v in expected.items() if files["latest"].get(k) != v]
         missing = [k for k in mismatched if files["latest"].get(k) is None]
         r["checked"], r["mismatched"], r["missing"] = len(expected), len(mismatched), len(missing)
@@ -400,16 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             r["first_mismatch"] = (f"{mask_ssn(k.decode())}: " + ("no file" if not have else "sections differ: " +
                                    ", ".join(s for s in want if want[s] != got.get(s))))
     finally:
-        for w in workers:
-            w.stop(timeout=60)
-            if w.running:
-                w.kill()
-        sampler.stop()
-        kafka.stop()
-        if args.keep_data:
-            say(f"data kept in {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        stop_workers(workers, timeout=60)
+        run.close(kept="data" if args.keep_data else None)
 
     # ------------------------------------------------------------ report
     n = r["produced"]
@@ -447,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{mib(max(r[f'rss{i}'] for i in range(args.processes)))} "
         f"{'MET' if max(r[f'rss{i}'] for i in range(args.processes)) <= 1.5e9 else 'MISSED'}; files equal -> "
         f"{'MET' if not r['mismatched'] else 'MISSED'}")
-    say(f"run time {time.monotonic() - run_start:.0f} s; {load_text()} at the end")
+    say(run.end_text())
     return 0 if not r["mismatched"] else 1
 
 

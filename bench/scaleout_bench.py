@@ -36,10 +36,7 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -47,52 +44,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-
 from schemas.identity import mask_ssn  # noqa: E402
 from streams import codec  # noqa: E402
-from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import (EVENT_TOPICS, OPERATOR_COMMANDS, REKEYED_EVENTS, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs, provision)
+from streams.topics import WORKER_FILES, ensure_topics, provision  # noqa: E402
 from tests.integration.conftest import expected_files, publish  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import ProcSampler, SourceProgress, broker_pid, load_text, mib, say  # noqa: E402
+from benchlib import (LocalRun, SourceProgress, append_time_specs, load_text, mib, read_worker_files, say,  # noqa: E402
+                      stop_workers)
 
-SOURCES = (*EVENT_TOPICS, REKEYED_EVENTS, OPERATOR_COMMANDS)
 READY = re.compile(r"ready: tables recovered, processing event partitions (\S+) of app")
-
-
-async def files_since(bootstrap: str, partitions: int, start: dict[int, int]) -> dict:
-    """`worker-files` from the offsets `start` to its end: the latest file (decoded) of
-    every key, and per partition the records read and the latest append time (s)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 2**20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(WORKER_FILES, p) for p in range(partitions)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, start.get(tp.partition, 0))
-        remaining = {tp for tp in tps if end[tp] > start.get(tp.partition, 0)}
-        latest: dict[str, dict | None] = {}
-        last_ts = {p: 0.0 for p in range(partitions)}
-        records = {p: 0 for p in range(partitions)}
-        while remaining:
-            for tp, batch in (await consumer.getmany(timeout_ms=1000)).items():
-                for m in batch:
-                    if m.offset >= end[tp]:
-                        break
-                    records[tp.partition] += 1
-                    last_ts[tp.partition] = max(last_ts[tp.partition], m.timestamp / 1000)
-                    latest[m.key.decode()] = codec.decode(m.value)[1] if m.value is not None else None
-                if batch and batch[-1].offset >= end[tp] - 1:
-                    remaining.discard(tp)
-        return {"latest": latest, "last_ts": last_ts, "records": records}
-    finally:
-        await consumer.stop()
 
 
 def file_end_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
@@ -107,14 +69,13 @@ def file_end_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
         consumer.close()
 
 
-def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict[str, dict], work_dir: Path,
-              sampler: ProcSampler) -> dict:
+def run_phase(name: str, run: LocalRun, args, processes: int, expected: dict[str, dict]) -> dict:
     """`processes` workers of a fresh app id over every source message; their figures."""
-    bootstrap = kafka.bootstrap
+    bootstrap, sampler = run.kafka.bootstrap, run.sampler
     app_id = f"scaleout-{name}-{uuid.uuid4().hex[:6]}"
     provision(bootstrap, app_id, args.partitions)
     start_offsets = file_end_offsets(bootstrap, args.partitions)
-    workers = [WorkerProcess(bootstrap, app_id, work_dir / f"{name}-w{i}", partitions=args.partitions,
+    workers = [WorkerProcess(bootstrap, app_id, run.work_dir / f"{name}-w{i}", partitions=args.partitions,
                              loglevel="warning") for i in range(processes)]
     say(f"[{name}] starting {processes} worker(s), app id {app_id}; {load_text()}")
     load_start = load_text()
@@ -124,35 +85,24 @@ def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict
             w.start()
             sampler.add(f"{name}{i}", w.proc.pid)
             sampler.watch(f"{name}-ready{i}", w.log_path, "ready: tables recovered")
-        progress = SourceProgress(bootstrap, app_id, SOURCES)
-        deadline = time.monotonic() + args.timeout
-        next_say = time.monotonic() + 15
-        while True:
-            for w in workers:
-                if not w.running:
-                    raise RuntimeError(f"a worker exited ({w.proc.returncode}); log tail:\n{w.log_text()[-3000:]}")
-            done, total = progress()
-            if done >= total:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"[{name}] not caught up in {args.timeout:.0f} s: {done:,}/{total:,}")
-            if time.monotonic() > next_say:
-                say(f"  [{name}] {done:,}/{total:,} committed; {load_text()}")
-                next_say += 15
-            time.sleep(1)
+        progress = SourceProgress(bootstrap, app_id)
+        total = progress.wait(workers, args.timeout, poll=1, every=15,
+                              progress=lambda done, total: f"  [{name}] {done:,}/{total:,} committed; {load_text()}")
         per_partition = {}
         for tp, end in progress.end_offsets().items():
             per_partition[tp.partition] = per_partition.get(tp.partition, 0) + end - progress.begin[tp]
         progress.close()
         load_end = load_text()
         time.sleep(2)
-        files = asyncio.run(files_since(bootstrap, args.partitions, start_offsets))
+        files = asyncio.run(read_worker_files(bootstrap, args.partitions, start=start_offsets))
+        last_ts = {p: ts / 1000 for p, ts in files["last_ts"].items()}
+        latest = {k.decode(): codec.decode(v)[1] if v is not None else None for k, v in files["latest"].items()}
         out = {"app_id": app_id, "load_start": load_start, "load_end": load_end, "total": total, "workers": []}
         for i, w in enumerate(workers):
             lines = READY.findall(w.log_text())
             parts = sorted(int(p) for p in lines[-1].split(",") if p.isdigit()) if lines else []
             ready = sampler.seen.get(f"{name}-ready{i}", launch)
-            last = max((files["last_ts"][p] for p in parts), default=ready)
+            last = max((last_ts[p] for p in parts), default=ready)
             events = sum(per_partition.get(p, 0) for p in parts)
             out["workers"].append({
                 "partitions": parts, "rebalances": len(lines), "events": events, "ready_after": ready - launch,
@@ -160,24 +110,21 @@ def run_phase(name: str, kafka: LocalKafka, args, processes: int, expected: dict
                 "cpu_launch": sampler.cpu_between(f"{name}{i}", launch, last),
                 "rss": sampler.memory_peak(f"{name}{i}"), "file_records": sum(files["records"][p] for p in parts)})
         first_ready = min(launch + w["ready_after"] for w in out["workers"])
-        last_file = max(files["last_ts"].values())
+        last_file = max(last_ts.values())
         out["window"] = last_file - first_ready
         out["machine"] = sampler.machine_between(first_ready, last_file) / max(out["window"], 1e-9) / os.cpu_count()
         out["broker_cpu"] = sampler.cpu_between("broker", first_ready, last_file)
-        differing = [ssn for ssn, f in expected.items() if files["latest"].get(ssn) != f]
-        extra = [ssn for ssn in files["latest"] if ssn not in expected]
+        differing = [ssn for ssn, f in expected.items() if latest.get(ssn) != f]
+        extra = [ssn for ssn in latest if ssn not in expected]
         out["checked"], out["differing"], out["extra"] = len(expected), len(differing), len(extra)
         if differing:
             ssn = differing[0]
-            have = files["latest"].get(ssn) or {}
+            have = latest.get(ssn) or {}
             out["first_difference"] = f"{mask_ssn(ssn)}: " + (", ".join(
                 s for s in expected[ssn] if expected[ssn][s] != have.get(s)) if have else "no file")
         return out
     finally:
-        for w in workers:
-            w.stop(timeout=60)
-            if w.running:
-                w.kill()
+        stop_workers(workers, timeout=60)
 
 
 def report(name: str, out: dict, processes: int) -> None:
@@ -212,40 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args(argv)
 
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
-
-    run_start = time.monotonic()
+    run = LocalRun("scaleout-bench-", extra_config="group.initial.rebalance.delay.ms=3000")
     say(f"scale-out benchmark: {args.processes} workers, one app id, {args.partitions} partitions; "
         f"{load_text()} at start")
-    work_dir = Path(tempfile.mkdtemp(prefix="scaleout-bench-"))
-    kafka = LocalKafka(extra_config="group.initial.rebalance.delay.ms=3000")
-    sampler = ProcSampler()
     results = {}
     try:
-        kafka.start()
-        specs = []
-        for s in load_topic_specs("local", partitions=args.partitions):
-            if s.name == WORKER_FILES:
-                s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
-            specs.append(s)
-        ensure_topics(kafka.bootstrap, specs)
-        sampler.add("broker", broker_pid(kafka))
+        bootstrap = run.start_broker()
+        ensure_topics(bootstrap, append_time_specs(args.partitions))
         items = generate_population(args.workers, seed=args.seed, months=args.months)
         expected = expected_files(items)
         say(f"population: {args.workers} workers, {len(items):,} inputs with anomalies; publishing ...")
-        counts = publish(kafka.bootstrap, items)
+        counts = publish(bootstrap, items)
         say(f"  published {counts}; {len(expected):,} expected files (offline fold); {load_text()}")
-        results["scale-out"] = run_phase("pair", kafka, args, args.processes, expected, work_dir, sampler)
+        results["scale-out"] = run_phase("pair", run, args, args.processes, expected)
         if not args.no_single:
-            results["one worker"] = run_phase("single", kafka, args, 1, expected, work_dir, sampler)
+            results["one worker"] = run_phase("single", run, args, 1, expected)
     finally:
-        sampler.stop()
-        kafka.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
+        run.close()
     say()
     say(f"== scale-out: {args.workers} workers, {len(items):,} inputs, {args.partitions} partitions ==")
     ok = True
@@ -256,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         pair, one = results["scale-out"], results["one worker"]
         say(f"pair / one worker: throughput {one['window'] / pair['window']:.2f} x, CPU per event "
             f"{sum(w['cpu'] for w in pair['workers']) / max(1e-9, sum(w['cpu'] for w in one['workers'])):.2f} x")
-    say(f"run time {time.monotonic() - run_start:.0f} s; {load_text()} at the end")
+    say(run.end_text())
     return 0 if ok else 1
 
 

@@ -61,7 +61,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -78,21 +77,16 @@ from processors.batch import fold_lines  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.app import BATCH_MAX  # noqa: E402
 from streams.handler import Origin, fold_batch, intake_message, load_state, state_writes  # noqa: E402
-from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
-from streams.topics import (EVENT_TOPICS, WORKER_FILE_CHANGES, WORKER_FILES, TopicSpec,  # noqa: E402
-                            ensure_topics, load_topic_specs, provision)
+from streams.topics import EVENT_TOPICS, WORKER_FILE_CHANGES, WORKER_FILES, ensure_topics, provision  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import ProcSampler, broker_pid, load_text, machine_busy, proc_cpu, topic_records  # noqa: E402
+from benchlib import (LocalRun, append_time_specs, broker_pid, load_text, machine_busy, proc_cpu, say,  # noqa: E402
+                      stop_workers, topic_records, worker_exited)
 
 PARTITIONS = 4
 TIMESTAMPED = (WORKER_FILES, WORKER_FILE_CHANGES)  # LogAppendTime: timestamp = broker append
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 # ------------------------------------------------------------------ CPU accounting
@@ -137,15 +131,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
         return float("nan")
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
-
-
-def topic_specs() -> list[TopicSpec]:
-    specs = []
-    for s in load_topic_specs("local", partitions=PARTITIONS):
-        if s.name in TIMESTAMPED:
-            s = TopicSpec(s.name, s.partitions, s.replication, {**s.config, "message.timestamp.type": "LogAppendTime"})
-        specs.append(s)
-    return specs
 
 
 def unversioned(value: bytes) -> bytes:
@@ -280,10 +265,6 @@ class ProfiledWorker(WorkerProcess):
             subprocess.Popen = real_popen
 
 
-def worker_died(worker: WorkerProcess) -> RuntimeError:
-    return RuntimeError(f"the worker exited ({worker.proc.returncode}); log tail:\n{worker.log_text()[-3000:]}")
-
-
 async def wait_for_files(bootstrap: str, expected: dict[bytes, bytes], worker: WorkerProcess, timeout: float,
                          start_offsets: dict[TopicPartition, int] | None = None, cpu: CpuWindow | None = None,
                          progress_every: float = 5.0) -> dict:
@@ -309,7 +290,7 @@ async def wait_for_files(bootstrap: str, expected: dict[bytes, bytes], worker: W
         next_progress = time.monotonic() + progress_every
         while len(final) < len(expected):
             if not worker.running:
-                raise worker_died(worker)
+                raise worker_exited(worker)
             if time.monotonic() > deadline:
                 raise TimeoutError(describe_mismatch(bootstrap, expected, final, timeout))
             for batch in (await consumer.getmany(timeout_ms=500)).values():
@@ -410,7 +391,7 @@ async def read_change_times(bootstrap: str, start_offsets: dict[TopicPartition, 
         last_news = time.monotonic()
         while len(published) < len(sent):
             if not worker.running:
-                raise worker_died(worker)
+                raise worker_exited(worker)
             now = time.monotonic()
             if now > deadline or now - last_news > settle:
                 break
@@ -578,27 +559,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-data", action="store_true", help="keep the worker's data dir and log")
     args = parser.parse_args(argv)
 
-    # SIGTERM/SIGHUP -> SystemExit, so the finally below stops the worker and the broker
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit)
-
-    run_start = time.monotonic()
+    run = LocalRun("stream-bench-")  # SIGTERM/SIGHUP -> SystemExit: the finally below stops the worker and broker
     say(f"stream benchmark: {load_text()} at start (the machine is shared: figures are noisy)")
-    work_dir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
-    kafka = LocalKafka()
+    kafka, sampler = run.kafka, run.sampler
     worker: WorkerProcess | None = None
     spy: subprocess.Popen | None = None
-    sampler = ProcSampler()
     results: dict = {}
     try:
         say("starting Kafka ...")
-        kafka.start()
-        bootstrap = kafka.bootstrap
-        ensure_topics(bootstrap, topic_specs())
-        sampler.add("broker", broker_pid(kafka))
+        bootstrap = run.start_broker()
+        ensure_topics(bootstrap, append_time_specs(PARTITIONS, TIMESTAMPED))
 
         # 1. population, expected files, everything produced before the worker starts
         events = generate_population(args.workers, seed=args.seed, months=args.months, anomalies=False)
@@ -641,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile_worker:
             cls, cls_kwargs = ProfiledWorker, {"profile_path": Path(args.profile_worker).resolve()}
         extra_env = dict(item.split("=", 1) for item in args.worker_env)
-        worker = cls(bootstrap, app_id, work_dir / "worker", partitions=PARTITIONS, loglevel=args.worker_loglevel,
+        worker = cls(bootstrap, app_id, run.work_dir / "worker", partitions=PARTITIONS, loglevel=args.worker_loglevel,
                      env=extra_env or None, **cls_kwargs)
         cpu = CpuWindow(None, broker_pid(kafka))
         say(f"starting one worker (app id {app_id}{', under cProfile' if args.profile_worker else ''}"
@@ -704,15 +674,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_py_spy(spy)
         if worker is not None:
             results["rss_peak"] = sampler.memory_peak("worker")
-            worker.stop()
-            if worker.running:
-                worker.kill()
-        sampler.stop()
-        kafka.stop()
-        if not args.keep_data:
-            shutil.rmtree(work_dir, ignore_errors=True)
-        else:
-            say(f"worker data and log kept in {work_dir}")
+            stop_workers([worker], timeout=30)
+        run.close(kept="worker data and log" if args.keep_data else None)
 
     # ------------------------------------------------------------ table
     e2e_wall = n / results["wall"]
@@ -778,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  taken from {results['load_lat_start']} to {results['load_lat']}")
         say(verdict(p99 < TARGET_P99_MS / 1000, f"target p99 < {TARGET_P99_MS} ms at a steady {args.rate:g}/s: "
                                                 f"{ms(p99)}"))
-    say(f"run time {time.monotonic() - run_start:.0f} s; {load_text()} at the end")
+    say(run.end_text())
     if args.profile_worker:
         print_profile(Path(args.profile_worker).resolve(), args.profile_top)
     if args.py_spy:
