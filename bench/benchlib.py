@@ -381,3 +381,13 @@ async def read_worker_files(bootstrap: str, partitions: int, start: dict[int, in
         return {"latest": latest, "records": records, "last_ts": last_ts}
     finally:
         await consumer.stop()
+
+
+def unversioned(value: bytes) -> bytes:
+    """A published file's Avro bytes without its `version` (the stream's, which the
+    offline fold has not), to compare with the offline fold's files."""
+    from streams import codec
+
+    name, file = codec.decode(value)
+    file.pop("version", None)
+    return codec.encode(name, file)

@@ -82,7 +82,7 @@ from streams.runner import WorkerProcess  # noqa: E402
 from streams.topics import EVENT_TOPICS, WORKER_FILE_CHANGES, WORKER_FILES, ensure_topics, provision  # noqa: E402
 from workerfile.population import generate_population  # noqa: E402
 
-from benchlib import (LocalRun, append_time_specs, broker_pid, load_text, machine_busy, proc_cpu, say,  # noqa: E402
+from benchlib import (LocalRun, unversioned, append_time_specs, broker_pid, load_text, machine_busy, proc_cpu, say,  # noqa: E402
                       stop_workers, topic_records, worker_exited)
 
 PARTITIONS = 4
@@ -131,14 +131,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
         return float("nan")
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
-
-
-def unversioned(value: bytes) -> bytes:
-    """A published file's Avro bytes without its `version` (the stream's, which the
-    offline fold has not), to compare with `offline_files`."""
-    name, file = codec.decode(value)
-    file.pop("version", None)
-    return codec.encode(name, file)
 
 
 def offline_files(events: list[dict]) -> dict[bytes, bytes]:
